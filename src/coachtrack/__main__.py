@@ -1,0 +1,3 @@
+from coachtrack.cli import main
+
+main()

@@ -1,0 +1,43 @@
+"""User-facing errors: every problem at once, as `PATH:LINE:COL: key.path: message`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with the user's input, located as precisely as we can."""
+
+    path: str
+    message: str
+    line: int | None = None  # 1-based
+    col: int | None = None  # 1-based
+    key: str | None = None  # e.g. "steps[2].do[1].hold"
+
+    def __str__(self) -> str:
+        where = self.path
+        if self.line is not None:
+            where += f":{self.line}:{self.col if self.col is not None else 1}"
+        if self.key:
+            return f"{where}: {self.key}: {self.message}"
+        return f"{where}: {self.message}"
+
+
+class UserError(Exception):
+    """Bad input or usage: reported without a traceback, exit status 2."""
+
+    exit_code = 2
+
+    def __init__(self, problems: Iterable[Problem] | str) -> None:
+        if isinstance(problems, str):
+            problems = [Problem(path="coachtrack", message=problems)]
+        self.problems = tuple(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class BuildError(Exception):
+    """A failure while building (engine, encoder, disk): exit status 1."""
+
+    exit_code = 1
