@@ -1,0 +1,199 @@
+"""Events + clips -> PCM, in numpy at the track's native rate.
+
+A track is mostly silence. It is rendered as "islands": stretches around the
+sounding events, aligned to the 100 ms loudness grid, each rendered on demand,
+so no stage ever holds the whole track.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from coachtrack import loudness
+from coachtrack.profiles import Profile
+from coachtrack.timeline import Event, Timeline
+
+Audio = npt.NDArray[np.float32]
+SOUNDING = ("speech", "cue", "chime", "countdown")
+ISLAND_MARGIN_MS = 250  # silence kept around sound, for filter and limiter tails
+MAX_ISLAND_S = 60  # longer stretches of sound are cut, so memory stays flat
+LIMITER_WINDOW_MS = 3
+LIMITER_MARGIN_DB = 1.5  # sample-peak ceiling below the true-peak target, for the encoder
+
+
+@dataclass(frozen=True, slots=True)
+class Island:
+    """A stretch of the track `[start, end)` in samples that holds sound."""
+
+    start: int
+    end: int
+
+
+def islands(timeline: Timeline) -> tuple[Island, ...]:
+    """The stretches that hold sound, on the 100 ms grid; everything else is silence."""
+    grid = loudness.block_samples(timeline.sample_rate)
+    margin = round(ISLAND_MARGIN_MS * timeline.sample_rate / 1000)
+    longest = MAX_ISLAND_S * timeline.sample_rate // grid * grid
+    if any(e.kind == "music" for e in timeline.events):
+        spans = [(0, timeline.duration)]
+    else:
+        spans = sorted((e.start, e.end) for e in timeline.events if e.kind in SOUNDING)
+    merged: list[list[int]] = []
+    for start, end in spans:
+        lo = max(0, (start - margin) // grid * grid)
+        hi = min(timeline.duration, end + margin)
+        if merged and lo <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], hi)
+        else:
+            merged.append([lo, hi])
+    out: list[Island] = []
+    for lo, hi in merged:
+        for cut in range(lo, hi, longest):
+            out.append(Island(cut, min(hi, cut + longest)))
+    return tuple(out)
+
+
+class Mixer:
+    """Renders any stretch of a timeline from its clips and sounds."""
+
+    def __init__(
+        self,
+        timeline: Timeline,
+        clips: Mapping[str, Audio],
+        sounds: Mapping[str, Audio],
+        profile: Profile,
+        music: MusicBed | None = None,
+    ) -> None:
+        self.timeline = timeline
+        self.clips = clips
+        self.sounds = sounds
+        self.profile = profile
+        self.music = music
+        self.sounding = tuple(e for e in timeline.events if e.kind in SOUNDING)
+        self.speech_spans = tuple(
+            (e.start, e.end) for e in self.sounding if e.text is not None
+        )
+
+    def audio_of(self, event: Event) -> Audio:
+        """The samples an event plays."""
+        if event.text is not None:
+            return self.clips[event.text]
+        assert event.sound is not None
+        return self.sounds[event.sound]
+
+    def render(self, start: int, end: int) -> Audio:
+        """The raw mix of `[start, end)`, before loudness and limiting."""
+        out = np.zeros(end - start, dtype=np.float32)
+        for event in self.sounding:
+            if event.end <= start or event.start >= end:
+                continue
+            audio = self.audio_of(event)
+            lo, hi = max(start, event.start), min(end, event.start + len(audio))
+            out[lo - start : hi - start] += audio[lo - event.start : hi - event.start]
+        if self.music is not None:
+            out += self.music.render(start, end, self.speech_spans)
+        self._fade_in(out, start)
+        return out
+
+    def _fade_in(self, out: Audio, start: int) -> None:
+        fade = round(self.profile.fade_in_ms * self.timeline.sample_rate / 1000)
+        if start >= fade or not fade:
+            return
+        n = min(len(out), fade - start)
+        ramp = np.sin(0.5 * np.pi * np.arange(start, start + n) / fade) ** 2
+        out[:n] *= ramp.astype(np.float32)
+
+
+class MusicBed:
+    """A music bed: looped to fill the track, faded at both ends, ducked under speech."""
+
+    def __init__(self, audio: Audio, *, rate: int, duration: int, level_db: float,
+                 duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250) -> None:  # fmt: skip
+        self.audio = audio
+        self.rate = rate
+        self.duration = duration
+        self.level = loudness.db_to_gain(level_db)
+        self.duck = loudness.db_to_gain(-duck_db)
+        self.fade = round(fade_ms * rate / 1000)
+        self.ramp = round(ramp_ms * rate / 1000)
+
+    def render(self, start: int, end: int, speech: tuple[tuple[int, int], ...]) -> Audio:
+        """The bed's samples for `[start, end)`, ducked under the given speech spans."""
+        idx = np.arange(start, end)
+        out = self.audio[idx % len(self.audio)].astype(np.float64) * self.level
+        fade = np.minimum(1.0, np.minimum(idx / self.fade, (self.duration - idx) / self.fade))
+        out *= np.clip(fade, 0.0, 1.0)
+        out *= self._duck_gain(idx, speech)
+        return out.astype(np.float32)
+
+    def _duck_gain(self, idx: npt.NDArray[np.int64], speech: tuple[tuple[int, int], ...]) -> npt.NDArray[np.float64]:  # fmt: skip
+        # Distance (in samples) to the nearest speech; inside speech it is 0.
+        depth = np.zeros(len(idx))
+        for s, e in speech:
+            if e + self.ramp < idx[0] or s - self.ramp > idx[-1]:
+                continue
+            dist = np.maximum(np.maximum(s - idx, idx - e), 0)
+            depth = np.maximum(depth, np.clip(1.0 - dist / self.ramp, 0.0, 1.0))
+        smooth = 0.5 - 0.5 * np.cos(np.pi * depth)  # raised cosine attack and release
+        return 1.0 - smooth * (1.0 - self.duck)
+
+
+@dataclass(frozen=True, slots=True)
+class Mastering:
+    """The gain and ceiling that bring a track to its profile's loudness."""
+
+    gain: float
+    ceiling: float
+    window: int
+    measured_lufs: float
+
+
+def master(mixer: Mixer, parts: tuple[Island, ...]) -> Mastering:
+    """Find the gain that meets the loudness target once the limiter has done its work."""
+    profile, rate = mixer.profile, mixer.timeline.sample_rate
+    ceiling = loudness.db_to_gain(profile.true_peak_dbtp - LIMITER_MARGIN_DB)
+    window = round(LIMITER_WINDOW_MS * rate / 1000)
+
+    def measure(gain: float, *, limited: bool) -> float:
+        meter = loudness.LoudnessMeter(rate)
+        for part in parts:
+            audio = mixer.render(part.start, part.end) * np.float32(gain)
+            meter.add(part.start, loudness.limit(audio, ceiling, window) if limited else audio)
+        return meter.integrated()
+
+    raw = measure(1.0, limited=False)
+    if raw == -np.inf:
+        return Mastering(1.0, ceiling, window, raw)
+    gain = loudness.db_to_gain(profile.loudness_lufs - raw)
+    measured = profile.loudness_lufs
+    for _ in range(3):  # limiting lowers loudness a little: make it up, a few times at most
+        measured = measure(gain, limited=True)
+        if abs(measured - profile.loudness_lufs) < 0.05:
+            break
+        gain *= loudness.db_to_gain(profile.loudness_lufs - measured)
+    return Mastering(gain, ceiling, window, measured)
+
+
+def pcm_chunks(mixer: Mixer, parts: tuple[Island, ...], mastering: Mastering) -> Iterator[npt.NDArray[np.int16]]:  # fmt: skip
+    """The finished track as consecutive int16 chunks: silence between islands is exact zero."""
+    silence = np.zeros(mixer.timeline.sample_rate * 10, dtype=np.int16)
+    cursor = 0
+    for part in (*parts, Island(mixer.timeline.duration, mixer.timeline.duration)):
+        while cursor < part.start:
+            n = min(len(silence), part.start - cursor)
+            yield silence[:n]
+            cursor += n
+        if part.end > part.start:
+            audio = mixer.render(part.start, part.end) * np.float32(mastering.gain)
+            audio = loudness.limit(audio, mastering.ceiling, mastering.window)
+            yield to_int16(audio)
+            cursor = part.end
+
+
+def to_int16(audio: Audio) -> npt.NDArray[np.int16]:
+    """Float samples in [-1, 1] to 16-bit PCM, rounded (exact zeros stay zero)."""
+    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)

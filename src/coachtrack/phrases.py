@@ -1,0 +1,127 @@
+"""What the tool itself says, per language: step announcements, cues, counting."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from coachtrack.errors import UserError
+
+
+@dataclass(frozen=True, slots=True)
+class Phrasebook:
+    """Every phrase coachtrack speaks on its own, in one language."""
+
+    language: str
+    welcome: str  # "{title}."
+    equipment: str  # "{items}" joined with `and_word`
+    and_word: str
+    step: str  # "{n}", "{title}"
+    step_unnumbered: str  # "{title}" (bedside: straight to the point)
+    first_side: str  # "{side}"
+    next_side: str  # "{side}"
+    repetitions: str  # "{n}"
+    numbers: tuple[str, ...]  # spoken counting words, one, two, ... twenty
+    breathe_intensify: tuple[str, ...]  # rotated so they do not drone
+    breathe_calm: tuple[str, ...]
+    halfway: str
+    seconds_left: str  # "{n}"
+    one_minute_left: str
+    safety_note: str  # "{safety}", said at the end by bedside
+    finish: str
+    session: str  # "{n}", "{title}": announces a routine inside a session
+
+    def count(self, n: int) -> str:
+        """The word for `n` when counting repetitions aloud."""
+        return self.numbers[n - 1] if 1 <= n <= len(self.numbers) else str(n)
+
+    def join(self, items: tuple[str, ...]) -> str:
+        """`a, b and c` in this language."""
+        if len(items) <= 1:
+            return "".join(items)
+        return f"{', '.join(items[:-1])} {self.and_word} {items[-1]}"
+
+
+ENGLISH = Phrasebook(
+    language="en",
+    welcome="{title}.",
+    equipment="You will need: {items}.",
+    and_word="and",
+    step="Step {n}: {title}.",
+    step_unnumbered="{title}.",
+    first_side="Start with the {side} side.",
+    next_side="Now the {side} side.",
+    repetitions="{n} repetitions.",
+    numbers=(
+        "One", "Two", "Three", "Four", "Five", "Six", "Seven", "Eight", "Nine", "Ten",
+        "Eleven", "Twelve", "Thirteen", "Fourteen", "Fifteen", "Sixteen", "Seventeen",
+        "Eighteen", "Nineteen", "Twenty",
+    ),  # fmt: skip
+    breathe_intensify=(
+        "Breathe out, and go a little deeper.",
+        "As you exhale, ease further into the stretch.",
+        "Let the breath go, and sink in a bit more.",
+        "Breathe in. And out, a little further.",
+        "With the next breath out, deepen the stretch.",
+    ),
+    breathe_calm=(
+        "Breathe in slowly, and let it go.",
+        "Slow breath in. Long breath out.",
+        "Let your breathing settle.",
+        "Breathe gently, and let the muscle soften.",
+        "In through the nose, out through the mouth.",
+    ),
+    halfway="Halfway.",
+    seconds_left="{n} seconds left.",
+    one_minute_left="One minute left.",
+    safety_note="A word of care. {safety}",
+    finish="That is the end of the routine. Well done.",
+    session="Routine {n}: {title}.",
+)
+
+GERMAN = Phrasebook(
+    language="de",
+    welcome="{title}.",
+    equipment="Du brauchst: {items}.",
+    and_word="und",
+    step="Schritt {n}: {title}.",
+    step_unnumbered="{title}.",
+    first_side="Wir beginnen {side}.",
+    next_side="Jetzt {side}.",
+    repetitions="{n} Wiederholungen.",
+    numbers=(
+        "Eins", "Zwei", "Drei", "Vier", "Fünf", "Sechs", "Sieben", "Acht", "Neun", "Zehn",
+        "Elf", "Zwölf", "Dreizehn", "Vierzehn", "Fünfzehn", "Sechzehn", "Siebzehn",
+        "Achtzehn", "Neunzehn", "Zwanzig",
+    ),  # fmt: skip
+    breathe_intensify=(
+        "Ausatmen, und etwas tiefer in die Dehnung.",
+        "Mit dem Ausatmen ein Stück weiter.",
+        "Lass die Luft raus und geh noch etwas tiefer.",
+        "Einatmen. Und beim Ausatmen ein wenig weiter.",
+        "Nutze das nächste Ausatmen, um die Dehnung zu verstärken.",
+    ),
+    breathe_calm=(
+        "Langsam einatmen, und wieder loslassen.",
+        "Ruhig ein. Lang aus.",
+        "Lass deinen Atem zur Ruhe kommen.",
+        "Atme sanft, und lass den Muskel weich werden.",
+        "Durch die Nase ein, durch den Mund aus.",
+    ),
+    halfway="Die Hälfte ist geschafft.",
+    seconds_left="Noch {n} Sekunden.",
+    one_minute_left="Noch eine Minute.",
+    safety_note="Noch ein Hinweis. {safety}",
+    finish="Das war die Übung. Gut gemacht.",
+    session="Programm {n}: {title}.",
+)
+
+PHRASEBOOKS: dict[str, Phrasebook] = {p.language: p for p in (ENGLISH, GERMAN)}
+
+
+def phrasebook(language: str) -> Phrasebook:
+    """The phrasebook for `language`, or a usage error naming the known ones."""
+    try:
+        return PHRASEBOOKS[language]
+    except KeyError:
+        known = ", ".join(sorted(PHRASEBOOKS))
+        raise UserError(f"no phrasebook for language {language!r}; known: {known}") from None

@@ -1,0 +1,132 @@
+"""Built-in profiles: one frozen settings object per listening situation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from coachtrack.errors import UserError
+from coachtrack.model import RangePick
+
+IntroStyle = Literal["full", "short", "none"]
+ChimeSet = Literal["bell", "soft-bell", "beeps"]
+CountdownStyle = Literal["ticks", "spoken", "none"]
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """Everything that differs between phone, bedside and gym tracks."""
+
+    name: str
+    description: str
+    rate_wpm: int  # speech rate handed to the engine
+    range_pick: RangePick  # which length a hold range `A..B` takes
+    intro: IntroStyle  # title, intro lines and equipment talk at the start
+    number_steps: bool  # "Step 2: ..." (bedside goes straight to the title)
+    safety_at_end: bool  # bedside says the safety note last, not first
+    chimes: ChimeSet
+    countdown: CountdownStyle  # at the end of holds of 10 s or more
+    breath_period_ms: int  # one breathing cue per period inside a hold
+    loudness_lufs: float  # integrated loudness target (EBU R128)
+    true_peak_dbtp: float  # true-peak ceiling of the encoded file
+    fade_in_ms: int  # gentle start of the whole track
+    music_allowed: bool
+    music_duck_db: float  # how far a music bed dips under speech
+    music_level_db: float  # music bed level relative to the speech level
+    first_speech_ms: int  # where the first line starts (after the start chime)
+    gap_ms: int  # silence between two spoken lines
+    chime_lead_ms: int  # end of speech -> onset of a hold's start chime (>= 300)
+    after_chime_ms: int  # onset of a hold's end chime -> next speech
+    step_gap_ms: int  # extra silence before each new step or side
+    cue_gap_ms: int  # least silence around a cue inside a hold
+    tail_ms: int  # silence after the end chime, so it rings out
+
+
+PHONE = Profile(
+    name="phone",
+    description="headphones, anywhere",
+    rate_wpm=165,
+    range_pick="middle",
+    intro="full",
+    number_steps=True,
+    safety_at_end=False,
+    chimes="bell",
+    countdown="ticks",
+    breath_period_ms=12_000,
+    loudness_lufs=-16.0,
+    true_peak_dbtp=-1.5,
+    fade_in_ms=0,
+    music_allowed=True,
+    music_duck_db=8.0,
+    music_level_db=-14.0,
+    first_speech_ms=1_300,
+    gap_ms=450,
+    chime_lead_ms=400,
+    after_chime_ms=900,
+    step_gap_ms=900,
+    cue_gap_ms=500,
+    tail_ms=1_500,
+)
+
+BEDSIDE = Profile(
+    name="bedside",
+    description="night cramps, in bed, partner asleep",
+    rate_wpm=130,
+    range_pick="middle",
+    intro="none",
+    number_steps=False,
+    safety_at_end=True,
+    chimes="soft-bell",
+    countdown="none",
+    breath_period_ms=15_000,
+    loudness_lufs=-26.0,
+    true_peak_dbtp=-1.5,
+    fade_in_ms=2_000,
+    music_allowed=False,
+    music_duck_db=0.0,
+    music_level_db=-60.0,
+    first_speech_ms=900,
+    gap_ms=800,
+    chime_lead_ms=600,
+    after_chime_ms=1_400,
+    step_gap_ms=1_400,
+    cue_gap_ms=800,
+    tail_ms=2_500,
+)
+
+GYM = Profile(
+    name="gym",
+    description="a room's speakers, warm-up",
+    rate_wpm=190,
+    range_pick="shortest",
+    intro="short",
+    number_steps=True,
+    safety_at_end=False,
+    chimes="beeps",
+    countdown="spoken",
+    breath_period_ms=10_000,
+    loudness_lufs=-14.0,
+    true_peak_dbtp=-1.0,
+    fade_in_ms=0,
+    music_allowed=True,
+    music_duck_db=10.0,
+    music_level_db=-12.0,
+    first_speech_ms=700,
+    gap_ms=300,
+    chime_lead_ms=300,
+    after_chime_ms=450,
+    step_gap_ms=500,
+    cue_gap_ms=400,
+    tail_ms=1_000,
+)
+
+PROFILES: dict[str, Profile] = {p.name: p for p in (PHONE, BEDSIDE, GYM)}
+
+
+def get_profile(name: str) -> Profile:
+    """The built-in profile called `name`, or a usage error listing the choices."""
+    try:
+        return PROFILES[name]
+    except KeyError:
+        choices = ", ".join(PROFILES)
+        raise UserError(f"unknown profile {name!r}; choose one of: {choices}") from None

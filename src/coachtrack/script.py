@@ -1,0 +1,222 @@
+"""Routine + profile -> what is said and done, in order. Pure: no audio, no I/O."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+from coachtrack.model import Action, Breathe, Hold, Pause, Repeat, Routine, Say, Step
+from coachtrack.phrases import Phrasebook
+from coachtrack.profiles import Profile
+
+COUNTDOWN_MIN_HOLD_MS = 10_000  # shorter holds get no countdown
+HALFWAY_MIN_HOLD_MS = 60_000
+SECONDS_LEFT_MIN_HOLD_MS = 90_000
+SECONDS_LEFT = 30
+MINUTE_LEFT_MIN_HOLD_MS = 150_000
+
+
+@dataclass(frozen=True, slots=True)
+class Line:
+    """A spoken line outside any hold."""
+
+    text: str
+    step: int | None = None
+    side: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimedCue:
+    """A cue said at a fixed time before the end of a hold (e.g. "30 seconds left")."""
+
+    before_end_ms: int
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class HoldItem:
+    """A hold with everything that may be said inside it."""
+
+    length_ms: int
+    step: int | None
+    side: str | None
+    breathe: Breathe | None
+    reminders: tuple[str, ...]
+    countdown: bool
+    halfway: str | None
+    timed: tuple[TimedCue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class PauseItem:
+    """Quiet time between two actions."""
+
+    length_ms: int
+    step: int | None
+    side: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ChapterMark:
+    """A chapter starts with the next item."""
+
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class ChimeItem:
+    """The track's own start or end chime."""
+
+    sound: str  # "start" or "end"
+
+
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """Extra silence, e.g. before a new step."""
+
+    ms: int
+
+
+Item = Line | HoldItem | PauseItem | ChapterMark | ChimeItem | Gap
+
+
+@dataclass(frozen=True, slots=True)
+class Script:
+    """Everything a track will say and do, before anything is timed."""
+
+    routine_id: str
+    title: str
+    language: str
+    profile: Profile
+    book: Phrasebook
+    items: tuple[Item, ...]
+
+    def cues_for(self, breathe: Breathe) -> tuple[str, ...]:
+        """The breathing-cue wordings a hold rotates through."""
+        return self.book.breathe_intensify if breathe == "intensify" else self.book.breathe_calm
+
+    def countdown_words(self) -> tuple[str, str, str]:
+        """The words of a spoken countdown: three, two, one."""
+        return (self.book.count(3), self.book.count(2), self.book.count(1))
+
+    def texts(self) -> tuple[str, ...]:
+        """Every text that may be spoken, each once, in order of first use."""
+        seen: dict[str, None] = {}
+        for item in self.items:
+            if isinstance(item, Line):
+                seen[item.text] = None
+            elif isinstance(item, HoldItem):
+                for text in self._hold_texts(item):
+                    seen[text] = None
+        return tuple(seen)
+
+    def _hold_texts(self, hold: HoldItem) -> Iterator[str]:
+        yield from hold.reminders
+        if hold.halfway:
+            yield hold.halfway
+        yield from (cue.text for cue in hold.timed)
+        if hold.breathe:
+            yield from self.cues_for(hold.breathe)
+        if hold.countdown and self.profile.countdown == "spoken":
+            yield from self.countdown_words()
+
+
+def chapter_title(step: Step, side: str | None) -> str:
+    """A step's chapter name: its title, and the side in brackets."""
+    return f"{step.title} ({side})" if side else step.title
+
+
+def make_script(routine: Routine, profile: Profile, book: Phrasebook) -> Script:
+    """Decide what the track says and does, for one routine in one profile."""
+    items: list[Item] = [ChimeItem("start"), *_opening(routine, profile, book)]
+    for n, step in enumerate(routine.steps, start=1):
+        items.extend(_step_items(n, step, profile, book, first=n == 1))
+    items.extend(_closing(routine, profile, book))
+    items.append(ChimeItem("end"))
+    return Script(
+        routine_id=routine.id,
+        title=routine.title,
+        language=routine.language,
+        profile=profile,
+        book=book,
+        items=tuple(items),
+    )
+
+
+def _opening(routine: Routine, profile: Profile, book: Phrasebook) -> Iterator[Item]:
+    if profile.intro == "none":
+        return
+    yield Line(book.welcome.format(title=routine.title))
+    if profile.intro == "full":
+        yield from (Line(text) for text in routine.intro)
+    if routine.equipment:
+        yield Line(book.equipment.format(items=book.join(routine.equipment)))
+    if routine.safety and not profile.safety_at_end:
+        yield Line(routine.safety)
+
+
+def _closing(routine: Routine, profile: Profile, book: Phrasebook) -> Iterator[Item]:
+    yield from (Line(text) for text in routine.outro)
+    if routine.safety and profile.safety_at_end:
+        yield Line(book.safety_note.format(safety=routine.safety))
+    yield Line(book.finish)
+
+
+def _step_items(
+    n: int, step: Step, profile: Profile, book: Phrasebook, *, first: bool
+) -> Iterator[Item]:
+    sides: Sequence[str | None] = step.sides or (None,)
+    for i, side in enumerate(sides):
+        if not (first and i == 0):
+            yield Gap(profile.step_gap_ms)
+        yield ChapterMark(chapter_title(step, side))
+        if i == 0:
+            announce = book.step if profile.number_steps else book.step_unnumbered
+            yield Line(announce.format(n=n, title=step.title), n, side)
+            if side:
+                yield Line(book.first_side.format(side=side), n, side)
+        else:
+            yield Line(book.next_side.format(side=side), n, side)
+        yield from _actions(step.actions, n, side, profile, book)
+
+
+def _actions(
+    actions: Sequence[Action], n: int, side: str | None, profile: Profile, book: Phrasebook
+) -> Iterator[Item]:
+    for action in actions:
+        if isinstance(action, Say):
+            yield from (Line(_fill(text, side), n, side) for text in action.lines)
+        elif isinstance(action, Hold):
+            yield _hold(action, n, side, profile, book)
+        elif isinstance(action, Pause):
+            yield PauseItem(action.length.pick_ms(profile.range_pick), n, side)
+        elif isinstance(action, Repeat):
+            yield Line(book.repetitions.format(n=action.times), n, side)
+            for r in range(1, action.times + 1):
+                yield Line(book.count(r), n, side)
+                yield from _actions(action.actions, n, side, profile, book)
+
+
+def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebook) -> HoldItem:
+    length_ms = hold.length.pick_ms(profile.range_pick)
+    wants_countdown = length_ms >= COUNTDOWN_MIN_HOLD_MS if hold.countdown is None else hold.countdown
+    timed: list[TimedCue] = []
+    if length_ms >= MINUTE_LEFT_MIN_HOLD_MS:
+        timed.append(TimedCue(60_000, book.one_minute_left))
+    if length_ms >= SECONDS_LEFT_MIN_HOLD_MS:
+        timed.append(TimedCue(SECONDS_LEFT * 1000, book.seconds_left.format(n=SECONDS_LEFT)))
+    return HoldItem(
+        length_ms=length_ms,
+        step=n,
+        side=side,
+        breathe=hold.breathe,
+        reminders=tuple(_fill(text, side) for text in hold.remind),
+        # A countdown needs room for its three ticks after the cue-free first seconds.
+        countdown=wants_countdown and profile.countdown != "none" and length_ms >= 4_000,
+        halfway=book.halfway if length_ms >= HALFWAY_MIN_HOLD_MS else None,
+        timed=tuple(timed),
+    )
+
+
+def _fill(text: str, side: str | None) -> str:
+    return text.replace("{side}", side) if side else text

@@ -1,0 +1,62 @@
+"""The BS.1770 meter and the limiter, on small known signals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from coachtrack import loudness
+
+RATE = 22050
+
+
+def sine(freq: float, amplitude: float, seconds: float) -> np.ndarray:
+    t = np.arange(int(seconds * RATE)) / RATE
+    return (amplitude * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.mark.parametrize("amplitude", [1.0, 0.1, 0.01])
+def test_1khz_sine_reads_3_lu_under_its_peak(amplitude: float) -> None:
+    # EBU Tech 3341: a 1 kHz sine at 0 dBFS peak reads -3.01 LUFS.
+    measured = loudness.integrated_loudness([(0, sine(1000, amplitude, 5))], RATE, RATE * 5)
+    assert measured == pytest.approx(20 * math.log10(amplitude) - 3.01, abs=0.05)
+
+
+def test_islands_measure_like_the_whole_track() -> None:
+    tone, gap = sine(1000, 0.1, 2.0), 3 * RATE
+    whole = np.zeros(2 * len(tone) + gap + RATE, dtype=np.float32)
+    whole[: len(tone)] = tone
+    whole[len(tone) + gap : 2 * len(tone) + gap] = tone
+    as_one = loudness.integrated_loudness([(0, whole)], RATE, len(whole))
+    as_islands = loudness.integrated_loudness(
+        [(0, tone), (len(tone) + gap, tone)], RATE, len(whole)
+    )
+    assert as_islands == pytest.approx(as_one, abs=1e-3)  # filter tails restart per island
+
+
+def test_islands_must_start_on_the_grid() -> None:
+    with pytest.raises(ValueError):
+        loudness.LoudnessMeter(RATE).add(7, np.zeros(10))
+
+
+def test_silence_is_minus_infinity() -> None:
+    assert loudness.integrated_loudness([(0, np.zeros(RATE))], RATE) == -math.inf
+
+
+def test_limiter_holds_the_ceiling_and_leaves_quiet_audio_alone() -> None:
+    quiet = np.array([0.1, -0.2, 0.3, 0.0, -0.1], dtype=np.float32)
+    assert np.array_equal(loudness.limit(quiet, 0.5, 2), quiet)
+    loud = sine(200, 1.0, 0.5) * np.float32(1.5)
+    out = loudness.limit(loud, 0.5, 66)
+    assert np.max(np.abs(out)) <= 0.5 + 1e-6
+    assert np.max(np.abs(out)) > 0.45  # not squashed further than needed
+
+
+def test_true_peak_sees_between_samples() -> None:
+    # A sine at a quarter of the rate, sampled off its peaks, hides its true height.
+    t = np.arange(4000)
+    x = np.sin(2 * np.pi * t / 4 + np.pi / 4).astype(np.float32)
+    assert np.max(np.abs(x)) == pytest.approx(0.7071, abs=1e-3)
+    assert loudness.true_peak(x) > 0.95

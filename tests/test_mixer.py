@@ -1,0 +1,74 @@
+"""The mixer: sound lands where the timeline says, silence is exact zero."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from coachtrack import mixer
+from coachtrack.profiles import BEDSIDE, PHONE
+from coachtrack.timeline import Chapter, Event, Timeline
+
+RATE = 22050
+
+
+def timeline(events: list[Event], duration: int) -> Timeline:
+    return Timeline("t", "T", "phone", "en", RATE, duration, tuple(events), (Chapter("c", 0, duration),))
+
+
+def test_render_places_clips_at_their_sample_and_nothing_else() -> None:
+    clip = np.array([0.5, -0.5, 0.25], dtype=np.float32)
+    tick = np.array([0.1, 0.1], dtype=np.float32)
+    tl = timeline(
+        [Event("speech", 10, 13, text="a"), Event("countdown", 20, 22, sound="tick"),
+         Event("hold", 15, 30)], 40)  # fmt: skip
+    out = mixer.Mixer(tl, {"a": clip}, {"tick": tick}, PHONE).render(0, 40)
+    expected = np.zeros(40, dtype=np.float32)
+    expected[10:13] = clip
+    expected[20:22] = tick
+    assert np.array_equal(out, expected)
+    # a stretch that starts inside a clip gets just its tail
+    assert np.array_equal(mixer.Mixer(tl, {"a": clip}, {"tick": tick}, PHONE).render(11, 14),
+                          np.array([-0.5, 0.25, 0.0], dtype=np.float32))  # fmt: skip
+
+
+def test_islands_cover_every_sound_on_the_grid_and_skip_long_silence() -> None:
+    events = [Event("speech", RATE * 1, RATE * 2, text="a"), Event("hold", RATE * 3, RATE * 63),
+              Event("chime", RATE * 3, RATE * 4, sound="hold-start"),
+              Event("chime", RATE * 63, RATE * 64, sound="hold-end")]  # fmt: skip
+    parts = mixer.islands(timeline(events, RATE * 66))
+    assert all(p.start % (RATE // 10) == 0 for p in parts)
+    for e in events:
+        if e.kind != "hold":
+            assert any(p.start <= e.start and e.end <= p.end for p in parts)
+    assert sum(p.end - p.start for p in parts) < RATE * 8
+
+
+def test_finished_pcm_is_exact_zero_outside_the_islands() -> None:
+    clip = (np.sin(np.arange(RATE) / 5) * 0.5).astype(np.float32)
+    events = [Event("speech", RATE * 2, RATE * 3, text="a"), Event("speech", RATE * 30, RATE * 31, text="a")]
+    tl = timeline(events, RATE * 40)
+    mix = mixer.Mixer(tl, {"a": clip}, {}, PHONE)
+    parts = mixer.islands(tl)
+    pcm = np.concatenate(list(mixer.pcm_chunks(mix, parts, mixer.master(mix, parts))))
+    assert len(pcm) == tl.duration
+    inside = np.zeros(len(pcm), dtype=bool)
+    for p in parts:
+        inside[p.start : p.end] = True
+    assert not pcm[~inside].any()
+    assert np.abs(pcm[RATE * 2 : RATE * 3]).max() > 1000
+
+
+def test_fade_in_starts_from_silence() -> None:
+    clip = np.ones(RATE * 3, dtype=np.float32) * 0.5
+    tl = timeline([Event("speech", 0, RATE * 3, text="a")], RATE * 3)
+    out = mixer.Mixer(tl, {"a": clip}, {}, BEDSIDE).render(0, RATE * 3)
+    assert out[0] == 0.0 and out[RATE] < out[RATE * 2 - 1] and out[RATE * 2] == 0.5
+
+
+def test_music_is_ducked_under_speech() -> None:
+    music = np.ones(RATE, dtype=np.float32)
+    bed = mixer.MusicBed(music, rate=RATE, duration=RATE * 20, level_db=0, duck_db=10)
+    out = bed.render(0, RATE * 20, ((RATE * 10, RATE * 11),))
+    assert out[RATE * 5] == 1.0
+    assert out[int(RATE * 10.5)] == np.float32(10 ** (-10 / 20))
+    assert out[0] == 0.0  # faded in

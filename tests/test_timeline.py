@@ -1,0 +1,166 @@
+"""Timing invariants of DESIGN.md, on the pure planner (no audio)."""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from coachtrack import SAMPLE_RATE
+from coachtrack.model import DurationRange, Hold, Routine, Say, Step
+from coachtrack.phrases import ENGLISH
+from coachtrack.profiles import BEDSIDE, GYM, PHONE, PROFILES, Profile
+from coachtrack.script import HoldItem, make_script
+from coachtrack.sounds import sound_set
+from coachtrack.timeline import Timeline, build_timeline, cue_sheet
+
+from .strategies import routines
+
+RATE = SAMPLE_RATE
+
+
+def ms(value: float) -> int:
+    return round(value * RATE / 1000)
+
+
+def fake_lengths(texts: tuple[str, ...], salt: int) -> dict[str, int]:
+    """Clip lengths that vary with the text, like real speech (0.3 s to ~4 s)."""
+    return {t: ms(300 + (zlib.crc32(t.encode()) + salt) % 700 + 60 * len(t)) for t in texts}
+
+
+def plan(routine: Routine, profile: Profile, salt: int = 0) -> Timeline:
+    script = make_script(routine, profile, ENGLISH)
+    sounds = {k: len(v) for k, v in sound_set(profile.chimes, RATE).items()}
+    return build_timeline(script, fake_lengths(script.texts(), salt), sounds, RATE)
+
+
+def holds_of(routine: Routine, profile: Profile) -> list[HoldItem]:
+    return [i for i in make_script(routine, profile, ENGLISH).items if isinstance(i, HoldItem)]
+
+
+def check_invariants(routine: Routine, profile: Profile, tl: Timeline) -> None:
+    events = tl.events
+    assert [e.start for e in events] == sorted(e.start for e in events)
+    holds = [e for e in events if e.kind == "hold"]
+    planned = holds_of(routine, profile)
+    assert len(holds) == len(planned)
+    chimes = {(e.sound, e.start) for e in events if e.kind == "chime"}
+    for hold, item in zip(holds, planned, strict=True):
+        # 1. exact length, from the onset of the start chime to the onset of the end chime
+        assert hold.end - hold.start == ms(item.length_ms)
+        assert ("hold-start", hold.start) in chimes and ("hold-end", hold.end) in chimes
+        assert abs((tl.to_ms(hold.end) - tl.to_ms(hold.start)) - item.length_ms) <= 1
+        speech_before = [e for e in events if e.kind == "speech" and e.start < hold.start]
+        if speech_before:
+            assert hold.start - max(e.end for e in speech_before) >= ms(300)
+        ticks = [e for e in events if e.kind == "countdown" and hold.start <= e.start < hold.end]
+        cues = [e for e in events if e.kind == "cue" and hold.start <= e.start < hold.end]
+        if item.countdown:
+            assert [hold.end - t.start for t in ticks] == [ms(3000), ms(2000), ms(1000)]
+            assert all(t.end <= hold.end for t in ticks)
+        else:
+            assert not ticks
+        # 2. cues wholly inside the hold, 3 s after its start, before the countdown
+        limit = hold.end - (ms(3000) if item.countdown else 0)
+        for cue in cues:
+            assert cue.start >= hold.start + ms(3000)
+            assert cue.end <= limit
+    # every cue belongs to a hold
+    for cue in (e for e in events if e.kind == "cue"):
+        assert any(h.start <= cue.start and cue.end <= h.end for h in holds)
+    # 3. speech never overlaps speech (cues and spoken counts are speech too)
+    voiced = sorted((e for e in events if e.text is not None), key=lambda e: e.start)
+    for a, b in zip(voiced, voiced[1:], strict=False):
+        assert a.end <= b.start, (a, b)
+    # 6. chapters: one per step and side, in order, contiguous from 0 to the end
+    expected = [
+        f"{s.title} ({side})" if side else s.title
+        for s in routine.steps
+        for side in (s.sides or (None,))
+    ]
+    assert [c.title for c in tl.chapters] == expected
+    assert tl.chapters[0].start == 0 and tl.chapters[-1].end == tl.duration
+    for a, b in zip(tl.chapters, tl.chapters[1:], strict=False):
+        assert a.end == b.start and a.start < b.start
+    assert all(e.end <= tl.duration for e in events)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(routine=routines(), name=st.sampled_from(sorted(PROFILES)), salt=st.integers(0, 999))
+def test_timing_invariants_hold_for_any_routine(routine: Routine, name: str, salt: int) -> None:
+    profile = PROFILES[name]
+    check_invariants(routine, profile, plan(routine, profile, salt))
+
+
+def stretch(length: str = "2m..2m30s", **hold: object) -> Routine:
+    lo, _, hi = length.partition("..")
+    to_ms = {"2m": 120_000, "2m30s": 150_000, "30s": 30_000, "5s": 5_000}
+    rng = DurationRange(to_ms[lo], to_ms[hi or lo])
+    return Routine(
+        id="t",
+        title="Test",
+        steps=(Step("Stretch", (Say(("Get ready.",)), Hold(rng, **hold)), ("right", "left")),),  # type: ignore[arg-type]
+    )
+
+
+def test_profile_picks_length_from_range() -> None:
+    assert holds_of(stretch(), PHONE)[0].length_ms == 135_000
+    assert holds_of(stretch(), BEDSIDE)[0].length_ms == 135_000
+    assert holds_of(stretch(), GYM)[0].length_ms == 120_000
+
+
+def test_breathing_cues_rotate_and_follow_the_breath_period() -> None:
+    tl = plan(stretch(breathe="intensify"), PHONE)
+    hold = next(e for e in tl.events if e.kind == "hold")
+    cues = [e for e in tl.events if e.kind == "cue" and hold.start <= e.start < hold.end]
+    breaths = [c for c in cues if c.text in ENGLISH.breathe_intensify]
+    assert len(breaths) >= 6
+    assert breaths[0].start == hold.start + ms(3000)
+    # rotation: consecutive breathing cues never repeat a wording
+    assert all(a.text != b.text for a, b in zip(breaths, breaths[1:], strict=False))
+    assert {"Halfway.", "30 seconds left."} <= {c.text for c in cues}
+
+
+def test_calm_and_reminder_cues() -> None:
+    tl = plan(stretch(breathe="calm", remind=("Press a little harder.",)), BEDSIDE)
+    texts = [e.text for e in tl.events if e.kind == "cue"]
+    assert texts.count("Press a little harder.") == 2  # once per side
+    assert set(ENGLISH.breathe_calm) & set(texts)
+    assert not [e for e in tl.events if e.kind == "countdown"]  # bedside: no countdown
+
+
+def test_short_holds_get_no_countdown_and_no_cues_that_do_not_fit() -> None:
+    tl = plan(stretch("5s", breathe="intensify"), PHONE)
+    assert not [e for e in tl.events if e.kind in ("countdown", "cue")]
+
+
+def test_gym_counts_down_aloud() -> None:
+    tl = plan(stretch("30s"), GYM)
+    counts = [e.text for e in tl.events if e.kind == "countdown"]
+    assert counts == ["Three", "Two", "One"] * 2
+
+
+def test_bedside_starts_with_an_instruction_at_once() -> None:
+    tl = plan(stretch(), BEDSIDE)
+    first = next(e for e in tl.events if e.kind == "speech")
+    assert first.start <= ms(2000)
+    assert first.text == "Stretch."
+
+
+@pytest.mark.parametrize("name", sorted(PROFILES))
+def test_cue_sheet_matches_the_contract(name: str) -> None:
+    sheet = cue_sheet(plan(stretch(breathe="intensify"), PROFILES[name]))
+    assert list(sheet) == [
+        "routine", "profile", "language", "sample_rate", "duration_ms", "chapters", "events",
+    ]  # fmt: skip
+    assert sheet["sample_rate"] == RATE
+    kinds = {e["kind"] for e in sheet["events"]}
+    assert kinds <= {"speech", "cue", "hold", "pause", "chime", "countdown", "music"}
+    for event in sheet["events"]:
+        if event["kind"] == "hold":
+            assert set(event) == {"kind", "start_ms", "end_ms", "step", "side", "breathe"}
+        if event["kind"] == "chime":
+            assert set(event) == {"kind", "start_ms", "end_ms", "sound"}
+    assert sheet["chapters"][-1]["end_ms"] == sheet["duration_ms"]
