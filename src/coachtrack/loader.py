@@ -1,0 +1,944 @@
+"""Routine files (YAML) to validated Routine values, with every problem located at once.
+
+The file is composed into YAML nodes (never constructed into Python objects, so no
+tag can run code) and the node tree is checked against schema version 1 in
+DESIGN.md. Every node keeps its line and column, so each problem reads
+`PATH:LINE:COL: key.path: message`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
+
+from coachtrack.durations import parse_range
+from coachtrack.errors import Problem, UserError
+from coachtrack.model import (
+    Action,
+    Breathe,
+    DurationRange,
+    Hold,
+    Pause,
+    Repeat,
+    Routine,
+    Say,
+    Step,
+    Where,
+)
+
+MAX_FILE_BYTES = 1_000_000
+MAX_NODES = 10_000  # counted with aliases expanded: stops "billion laughs"
+MAX_DEPTH = 50  # YAML nesting; also keeps the recursive composer far from RecursionError
+MAX_REPEAT_NESTING = 20  # aliases can nest repeats deeper than the YAML text does
+MAX_TRACK_MS = 4 * 3_600_000
+MS_PER_WORD = 400  # a rough upper bound for the length of speech
+HOLD_MIN_MS = 1_000
+HOLD_MAX_MS = 30 * 60_000
+ROUTINE_SUFFIXES = (".yaml", ".yml")
+
+ROUTINE_KEYS = (
+    "title",
+    "id",
+    "language",
+    "body_part",
+    "level",
+    "equipment",
+    "source",
+    "safety",
+    "intro",
+    "outro",
+    "steps",
+)
+STEP_KEYS = ("title", "sides", "do")
+ACTION_KINDS = ("say", "hold", "pause", "repeat")
+ACTION_EXTRAS = {"breathe": "hold", "remind": "hold", "countdown": "hold", "do": "repeat"}
+BREATHE_VALUES: tuple[Breathe, ...] = ("intensify", "calm")
+
+_TAG = "tag:yaml.org,2002:"
+_STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + name for name in ("str", "int", "float", "bool", "null"))
+_ALLOWED_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TAG + "seq", _TAG + "map", "!"})
+_KINDS = {_STR: "text", _INT: "a number", _FLOAT: "a number", _BOOL: "a yes/no value"}
+_TRUE, _FALSE = ("yes", "true", "on"), ("no", "false", "off")
+_ID = re.compile(r"[a-z0-9-]+")
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_WHOLE = re.compile(r"[-+]?[0-9]+")
+_MAX_DIGITS = 100  # far past the track limit, far below int()'s digit limit
+
+
+# --- Public API -------------------------------------------------------------------------
+
+
+def discover(paths: Sequence[Path]) -> list[Path]:
+    """The routine files named by `paths` (files, or folders of *.yaml / *.yml), in order."""
+    files, problems = _discover(paths)
+    if problems:
+        raise UserError(problems)
+    return files
+
+
+def load_routine(path: Path, *, known_languages: Collection[str] = ("en", "de")) -> Routine:
+    """Read and validate one routine file; raise UserError listing every problem in it."""
+    loaded = _load(path, known_languages)
+    if loaded.problems or loaded.routine is None:
+        raise UserError(loaded.problems)
+    return loaded.routine
+
+
+def load_routines(
+    paths: Sequence[Path], *, known_languages: Collection[str] = ("en", "de")
+) -> list[Routine]:
+    """Load every routine named by `paths`; raise one UserError listing all problems."""
+    files, problems = _discover(paths)
+    loaded = [_load(file, known_languages) for file in files]
+    problems += [problem for result in loaded for problem in result.problems]
+    problems += _duplicate_ids(loaded)
+    if problems:
+        raise UserError(problems)
+    return [result.routine for result in loaded if result.routine is not None]
+
+
+def rough_length_ms(routine: Routine) -> int:
+    """An upper bound for the track's length: longest holds, and 0.4 s per spoken word."""
+    texts = [routine.title, *routine.intro, *routine.outro, *routine.equipment]
+    texts += [text for text in (routine.safety,) if text]
+    return _words_ms(texts) + sum(_step_ms(step) for step in routine.steps)
+
+
+# --- Files ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """One file's outcome: the routine, or the problems that kept it from loading."""
+
+    path: Path
+    routine: Routine | None
+    problems: list[Problem]
+    id_where: Where | None = None
+
+
+def _discover(paths: Sequence[Path]) -> tuple[list[Path], list[Problem]]:
+    """Routine files under `paths`, each once, and problems with the paths themselves."""
+    files: list[Path] = []
+    problems: list[Problem] = []
+    for path in paths:
+        found, problem = _files_at(path)
+        files += found
+        problems += [problem] if problem else []
+    seen: set[str] = set()
+    unique: list[Path] = []
+    for file in files:
+        real = os.path.realpath(file)
+        if real not in seen:
+            seen.add(real)
+            unique.append(file)
+    return unique, problems
+
+
+def _files_at(path: Path) -> tuple[list[Path], Problem | None]:
+    """The routine files a path names: itself, or those directly inside a folder."""
+    try:
+        if not path.is_dir():
+            exists = path.exists()
+            return ([path], None) if exists else ([], Problem(str(path), "no such file or folder"))
+        entries = list(path.iterdir())
+    except OSError as error:
+        return [], Problem(str(path), f"cannot read it: {error.strerror or error}")
+    found = sorted(
+        entry
+        for entry in entries
+        if entry.suffix.lower() in ROUTINE_SUFFIXES
+        and not entry.name.startswith(".")  # editors' and systems' hidden files
+        and entry.is_file()
+    )
+    if not found:
+        return [], Problem(str(path), "no routine files (*.yaml, *.yml) in this folder")
+    return found, None
+
+
+def _load(path: Path, known_languages: Collection[str]) -> _Loaded:
+    """Read, parse and validate one file, collecting problems instead of raising."""
+    name = str(path)
+    text, problem = _read_text(path)
+    if text is None:
+        return _Loaded(path, None, [problem] if problem else [])
+    ctx = _Context(path=name, known_languages=tuple(known_languages))
+    root = _compose(text, ctx)
+    if root is None or ctx.problems:
+        return _Loaded(path, None, _in_file_order(ctx.problems))
+    routine, id_where = _routine(root, ctx, default_id=_id_from_stem(path.stem))
+    if ctx.problems:
+        return _Loaded(path, None, _in_file_order(ctx.problems))
+    return _Loaded(path, routine, [], id_where)
+
+
+def _in_file_order(problems: list[Problem]) -> list[Problem]:
+    """Problems sorted by where they are; whole-file problems first."""
+    return sorted(problems, key=lambda problem: (problem.line or 0, problem.col or 0))
+
+
+def _read_text(path: Path) -> tuple[str | None, Problem | None]:
+    """The file's text, or a whole-file problem; the size is checked before reading."""
+    name = str(path)
+    try:
+        info = path.stat()
+        if stat.S_ISDIR(info.st_mode):
+            return None, Problem(name, "is a folder, not a routine file")
+        if not stat.S_ISREG(info.st_mode):
+            return None, Problem(name, "is not a regular file")
+        if info.st_size > MAX_FILE_BYTES:
+            return None, _too_large(name, info.st_size)
+        with path.open("rb") as stream:
+            data = stream.read(MAX_FILE_BYTES + 1)
+    except OSError as error:
+        return None, Problem(name, f"cannot read the file: {error.strerror or error}")
+    if len(data) > MAX_FILE_BYTES:  # it grew after stat()
+        return None, _too_large(name, len(data))
+    return _decode(name, data)
+
+
+def _too_large(name: str, size: int) -> Problem:
+    """The problem for a file over the size limit."""
+    return Problem(name, f"the file is {size:,} bytes; a routine file is at most 1 MB")
+
+
+def _decode(name: str, data: bytes) -> tuple[str | None, Problem | None]:
+    """UTF-8 text without its byte order mark, or the problem saying where it is not UTF-8."""
+    bom = b"\xef\xbb\xbf"
+    body = data[len(bom) :] if data.startswith(bom) else data
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start + len(data) - len(body)
+        line = data[:offset].count(b"\n") + 1
+        message = (
+            f"the file is not UTF-8 text: byte 0x{data[offset]:02X} at line {line} "
+            f"(byte {offset + 1}) cannot be read; save the file as UTF-8"
+        )
+        return None, Problem(name, message)
+    if not text.strip():
+        return None, Problem(name, "the file is empty")
+    return text, None
+
+
+def _id_from_stem(stem: str) -> str:
+    """A routine id made from a file name: lower-case, accents dropped, other characters `-`."""
+    plain = unicodedata.normalize("NFKD", stem.casefold()).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", plain).strip("-")
+
+
+def _duplicate_ids(loaded: Iterable[_Loaded]) -> list[Problem]:
+    """Problems for routines whose id an earlier file already uses."""
+    first: dict[str, Path] = {}
+    problems: list[Problem] = []
+    for result in loaded:
+        if result.routine is None:
+            continue
+        routine_id = result.routine.id
+        if routine_id not in first:
+            first[routine_id] = result.path
+            continue
+        message = f"the routine id '{routine_id}' is also used by {first[routine_id]}"
+        where = result.id_where
+        if where is None:
+            problems.append(Problem(str(result.path), message + "; give one of them an 'id'"))
+        else:
+            problems.append(Problem(where.path, message, where.line, where.col, "id"))
+    return problems
+
+
+# --- YAML -------------------------------------------------------------------------------
+
+
+class _Loader(
+    yaml.reader.Reader,
+    yaml.scanner.Scanner,
+    yaml.parser.Parser,
+    yaml.composer.Composer,
+    yaml.resolver.Resolver,
+):
+    """PyYAML's safe pure-Python composer, guarded against tags, alias bombs and deep nesting."""
+
+    def __init__(self, text: str, ctx: _Context) -> None:
+        yaml.reader.Reader.__init__(self, text)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.resolver.Resolver.__init__(self)
+        self.ctx = ctx
+        self.depth = 0
+        self.nodes = 0
+        self.sizes: dict[int, int] = {}  # id(anchored node) -> its size with aliases expanded
+
+    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+        """Compose one node, counting it (aliases expanded) and refusing foreign tags."""
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = _start_of(event)
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self.sizes.get(id(node))
+            if size is None:
+                raise _refused("an alias refers to the node that contains it", mark)
+            self._count(size, mark)
+            return node
+        self._check_tag(event, mark)
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _refused(f"the file is nested more than {MAX_DEPTH} levels deep", mark)
+        before = self.nodes
+        self._count(1, mark)
+        node = super().compose_node(parent, index)
+        self.depth -= 1
+        if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+            self.sizes[id(node)] = self.nodes - before
+        return node
+
+    def _count(self, size: int, mark: yaml.Mark) -> None:
+        """Add `size` nodes to the running total, refusing a file that grows too big."""
+        self.nodes += size
+        if self.nodes > MAX_NODES:
+            message = f"the file has more than {MAX_NODES:,} values (counting aliases expanded)"
+            raise _refused(message, mark)
+
+    def _check_tag(self, event: yaml.Event, mark: yaml.Mark) -> None:
+        """Record a problem for an explicit tag other than YAML's standard ones."""
+        tag = getattr(event, "tag", None)
+        if isinstance(tag, str) and tag not in _ALLOWED_TAGS:
+            shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+            self.ctx.add(mark, "", f"the YAML tag '{_cut(shown)}' is not allowed")
+
+
+def _start_of(event: yaml.Event) -> yaml.Mark:
+    """Where an event starts; the pure-Python parser always records it."""
+    mark = event.start_mark
+    assert isinstance(mark, yaml.Mark)
+    return mark
+
+
+class _Refused(yaml.MarkedYAMLError):
+    """A file the loader will not compose further (alias bomb, deep nesting)."""
+
+
+def _refused(message: str, mark: yaml.Mark) -> _Refused:
+    """A _Refused error located at `mark`."""
+    return _Refused(problem=message, problem_mark=mark)
+
+
+def _compose(text: str, ctx: _Context) -> Node | None:
+    """The document's root node, or None with the YAML problem recorded in `ctx`."""
+    loader: _Loader | None = None
+    try:
+        loader = _Loader(text, ctx)
+        root = loader.get_single_node()
+    except yaml.reader.ReaderError as error:
+        ctx.add(_mark_at(text, error.position), "", _reader_message(error))
+        return None
+    except yaml.MarkedYAMLError as error:
+        ctx.add(error.problem_mark, "", _yaml_message(error))
+        return None
+    except yaml.YAMLError as error:
+        ctx.problems.append(Problem(ctx.path, f"not valid YAML: {error}"))
+        return None
+    except RecursionError:
+        ctx.problems.append(Problem(ctx.path, "the file is nested too deeply"))
+        return None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if root is None:
+        ctx.problems.append(Problem(ctx.path, "the file is empty"))
+    return root
+
+
+def _mark_at(text: str, position: int) -> yaml.Mark:
+    """A mark (0-based line and column) for a character position in `text`."""
+    line = text.count("\n", 0, position)
+    column = position - (text.rfind("\n", 0, position) + 1)
+    return yaml.Mark("", position, line, column, None, 0)
+
+
+def _reader_message(error: yaml.reader.ReaderError) -> str:
+    """The reader's complaint about a character, in plain words."""
+    character = error.character
+    code = ord(character) if isinstance(character, str) else int(character)
+    return f"the character U+{code:04X} is not allowed in a YAML file"
+
+
+def _yaml_message(error: yaml.MarkedYAMLError) -> str:
+    """A YAML syntax error as one line: the problem, and what was being read."""
+    if isinstance(error, _Refused):
+        return str(error.problem)
+    problem = str(error.problem).removeprefix("but ")
+    message = f"YAML syntax error: {problem}"
+    if error.context:
+        message += f" ({error.context}"
+        if error.context_mark is not None:
+            message += f" at line {error.context_mark.line + 1}"
+        message += ")"
+    if "'\\t'" in message:
+        message += "; indent with spaces, not tabs"
+    return message
+
+
+# --- Validation -------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Context:
+    """What validation needs to know and where it collects problems."""
+
+    path: str
+    known_languages: tuple[str, ...] = ("en", "de")
+    problems: list[Problem] = field(default_factory=list)
+
+    def add(self, mark: yaml.Mark | None, key: str, message: str) -> None:
+        """Record a problem at `mark` (0-based, as PyYAML keeps it)."""
+        if mark is None:
+            self.problems.append(Problem(self.path, message, key=key or None))
+            return
+        self.problems.append(
+            Problem(self.path, message, mark.line + 1, mark.column + 1, key or None)
+        )
+
+    def where(self, node: Node) -> Where:
+        """The model's location for a node."""
+        return Where(self.path, node.start_mark.line + 1, node.start_mark.column + 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """A key and its value in a mapping; problems about the value point at the key."""
+
+    key: str  # the key path, e.g. "steps[0].do[1].hold"
+    key_node: ScalarNode
+    value: Node
+
+    @property
+    def mark(self) -> yaml.Mark:
+        """Where the key is written."""
+        return self.key_node.start_mark
+
+
+@dataclass(frozen=True, slots=True)
+class _Spot:
+    """A value and where to report problems with it."""
+
+    key: str
+    mark: yaml.Mark
+    value: Node
+
+
+def _spot(entry: _Entry) -> _Spot:
+    """The spot of a mapping value: problems point at its key."""
+    return _Spot(entry.key, entry.mark, entry.value)
+
+
+def _items(spot: _Spot) -> list[_Spot]:
+    """The spots of a list's items: problems point at the item."""
+    assert isinstance(spot.value, SequenceNode)
+    return [
+        _Spot(f"{spot.key}[{index}]", item.start_mark, item)
+        for index, item in enumerate(spot.value.value)
+    ]
+
+
+def _join(key: str, name: str) -> str:
+    """A child key path."""
+    return f"{key}.{name}" if key else name
+
+
+def _mapping(
+    spot: _Spot, known: Sequence[str], ctx: _Context, required: Sequence[str] = ()
+) -> dict[str, _Entry]:
+    """The known entries of a mapping; unknown, duplicate and missing keys are problems."""
+    assert isinstance(spot.value, MappingNode)
+    entries: dict[str, _Entry] = {}
+    seen: dict[str, ScalarNode] = {}
+    suggested: set[str] = set()
+    for key_node, value in spot.value.value:
+        if not isinstance(key_node, ScalarNode):
+            ctx.add(key_node.start_mark, spot.key, f"a key must be a word, not {_kind(key_node)}")
+            continue
+        name = str(key_node.value)
+        key = _join(spot.key, _cut(name))
+        if name in seen:
+            line = seen[name].start_mark.line + 1
+            ctx.add(
+                key_node.start_mark, key, f"duplicate key '{_cut(name)}' (first at line {line})"
+            )
+            continue
+        seen[name] = key_node
+        if name in known:
+            entries[name] = _Entry(key, key_node, value)
+            continue
+        close = _close_match(name, known)
+        suggested.update(close)
+        ctx.add(key_node.start_mark, key, _unknown_key(name, close))
+    for name in required:
+        if name not in seen and name not in suggested:
+            ctx.add(spot.mark, spot.key, f"missing required key '{name}'")
+    return entries
+
+
+def _close_match(name: str, known: Sequence[str]) -> list[str]:
+    """The known name closest to `name`, if one is close."""
+    lowered = {option.lower(): option for option in known}
+    if name.lower() in lowered:
+        return [lowered[name.lower()]]
+    return difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+
+
+def _unknown_key(name: str, close: list[str]) -> str:
+    """The message for an unknown key."""
+    message = f"unknown key '{_cut(name)}'"
+    if name == "<<":
+        return message + " (YAML merge keys are not supported)"
+    if close:
+        return message + f"; did you mean '{close[0]}'?"
+    return message
+
+
+def _cut(text: str, limit: int = 40) -> str:
+    """Text short enough for a message, on one line."""
+    one_line = " ".join(text.split()) if "\n" in text else text
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
+def _kind(node: Node) -> str:
+    """What a node holds, in words, for "expected X, got Y"."""
+    if isinstance(node, SequenceNode):
+        return "a list"
+    if isinstance(node, MappingNode):
+        return "a mapping"
+    if node.tag == _NULL or (node.tag != _STR and node.value in ("", "~")):
+        return "nothing"
+    return _KINDS.get(node.tag, "a date" if node.tag == _TAG + "timestamp" else "a value")
+
+
+def _expected(spot: _Spot, what: str, ctx: _Context) -> None:
+    """Record a wrong-type problem."""
+    got = _kind(spot.value)
+    hint = ""
+    if "text" in what and got in ("a number", "a yes/no value", "a date"):
+        hint = " (put it in quotes to make it text)"
+    ctx.add(spot.mark, spot.key, f"expected {what}, got {got}{hint}")
+
+
+def _is_text(node: Node) -> bool:
+    """True for a scalar that YAML reads as a string."""
+    return isinstance(node, ScalarNode) and node.tag == _STR
+
+
+# --- Values -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Scope:
+    """Where texts are being read: `{side}` is allowed only in a step with sides."""
+
+    in_step: bool = False
+    has_sides: bool = False
+
+
+def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
+    """A non-empty text with surrounding whitespace stripped, placeholders checked."""
+    if not _is_text(spot.value):
+        _expected(spot, "text", ctx)
+        return None
+    text = str(spot.value.value).strip()
+    if not text:
+        ctx.add(spot.mark, spot.key, "the text is empty")
+        return None
+    for match in _PLACEHOLDER.finditer(text):
+        problem = _placeholder_problem(match.group(0), scope)
+        if problem:
+            ctx.add(spot.mark, spot.key, problem)
+    return text
+
+
+def _placeholder_problem(placeholder: str, scope: _Scope) -> str | None:
+    """What is wrong with a `{...}` in a text, if anything."""
+    if placeholder != "{side}":
+        return f"unknown placeholder '{_cut(placeholder)}'; the only one is {{side}}"
+    if scope.has_sides:
+        return None
+    if scope.in_step:
+        return "'{side}' is used, but the step has no 'sides'"
+    return "'{side}' can only be used in a step with 'sides'"
+
+
+def _texts(spot: _Spot, ctx: _Context, scope: _Scope) -> tuple[str, ...] | None:
+    """A text or a non-empty list of texts, as a tuple."""
+    if isinstance(spot.value, SequenceNode):
+        return _text_list(spot, ctx, scope)
+    if not _is_text(spot.value):
+        _expected(spot, "text or a list of texts", ctx)
+        return None
+    text = _text(spot, ctx, scope)
+    return None if text is None else (text,)
+
+
+def _text_list(spot: _Spot, ctx: _Context, scope: _Scope) -> tuple[str, ...] | None:
+    """A non-empty list of texts."""
+    if not isinstance(spot.value, SequenceNode):
+        _expected(spot, "a list of texts", ctx)
+        return None
+    if not spot.value.value:
+        ctx.add(spot.mark, spot.key, "the list is empty")
+        return None
+    texts = [_text(item, ctx, scope) for item in _items(spot)]
+    return None if any(text is None for text in texts) else tuple(t for t in texts if t)
+
+
+def _optional_text(entries: dict[str, _Entry], name: str, ctx: _Context) -> str | None:
+    """An optional top-level text."""
+    entry = entries.get(name)
+    return None if entry is None else _text(_spot(entry), ctx, _Scope())
+
+
+def _optional_texts(entries: dict[str, _Entry], name: str, ctx: _Context) -> tuple[str, ...]:
+    """An optional top-level text or list of texts; () when absent."""
+    entry = entries.get(name)
+    return () if entry is None else _texts(_spot(entry), ctx, _Scope()) or ()
+
+
+def _length(spot: _Spot, what: str, ctx: _Context) -> DurationRange | None:
+    """A hold's or pause's length: a duration or a range, 1 s to 30 min at both ends."""
+    node = spot.value
+    if not isinstance(node, ScalarNode) or node.tag not in (_STR, _INT, _FLOAT):
+        _expected(spot, "a duration such as 30s, 2m or 1:30, or a range such as 2m..2m30s", ctx)
+        return None
+    written = str(node.value).strip()
+    try:
+        length = parse_range(written)
+    except ValueError as error:
+        ctx.add(spot.mark, spot.key, str(error))
+        return None
+    if length.shortest_ms < HOLD_MIN_MS:
+        ctx.add(spot.mark, spot.key, f'"{_cut(written)}" is too short: a {what} lasts at least 1 s')
+        return None
+    if length.longest_ms > HOLD_MAX_MS:
+        ctx.add(
+            spot.mark, spot.key, f'"{_cut(written)}" is too long: a {what} lasts at most 30 min'
+        )
+        return None
+    return length
+
+
+def _whole_number(spot: _Spot, ctx: _Context) -> int | None:
+    """A whole number >= 1, written in digits."""
+    node = spot.value
+    if not isinstance(node, ScalarNode) or node.tag not in (_INT, _FLOAT):
+        _expected(spot, "a whole number", ctx)
+        return None
+    written = str(node.value).strip()
+    if len(written) > _MAX_DIGITS:
+        ctx.add(spot.mark, spot.key, f"{_cut(written)} is far too large")
+        return None
+    number = _whole_or_none(written)
+    if number is None or number < 1:
+        ctx.add(spot.mark, spot.key, f"must be a whole number of at least 1, got {_cut(written)}")
+        return None
+    return number
+
+
+def _whole_or_none(written: str) -> int | None:
+    """The whole number written in decimal digits (`3`, `3.0`), or None."""
+    if _WHOLE.fullmatch(written):
+        return int(written)
+    whole, dot, fraction = written.partition(".")
+    if dot and _WHOLE.fullmatch(whole) and set(fraction) <= {"0"}:
+        return int(whole)
+    return None
+
+
+def _flag(spot: _Spot, ctx: _Context) -> bool | None:
+    """A yes/no value."""
+    node = spot.value
+    written = str(node.value).lower() if isinstance(node, ScalarNode) else ""
+    if node.tag != _BOOL or written not in _TRUE + _FALSE:
+        _expected(spot, "true or false", ctx)
+        return None
+    return written in _TRUE
+
+
+def _breathe(spot: _Spot, ctx: _Context) -> Breathe | None:
+    """`intensify` or `calm`."""
+    if not _is_text(spot.value):
+        _expected(spot, "intensify or calm", ctx)
+        return None
+    written = str(spot.value.value).strip()
+    for option in BREATHE_VALUES:
+        if written == option:
+            return option
+    close = _close_match(written, BREATHE_VALUES)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    ctx.add(spot.mark, spot.key, f"unknown breathe '{_cut(written)}': use intensify or calm{hint}")
+    return None
+
+
+# --- Routine, steps and actions ---------------------------------------------------------
+
+
+def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None, Where | None]:
+    """The routine in a document's root node, and where its id is written (if it is)."""
+    spot = _Spot("", root.start_mark, root)
+    if not isinstance(root, MappingNode):
+        ctx.add(
+            root.start_mark,
+            "",
+            f"expected a routine (a mapping with title and steps), got {_kind(root)}",
+        )
+        return None, None
+    entries = _mapping(spot, ROUTINE_KEYS, ctx, required=("title", "steps"))
+    title = _optional_text(entries, "title", ctx)
+    routine_id, id_where = _routine_id(entries, ctx, default_id)
+    steps = _steps(entries, ctx)
+    routine = Routine(
+        id=routine_id or "",
+        title=title or "",
+        steps=steps,
+        language=_language(entries, ctx),
+        body_part=_optional_text(entries, "body_part", ctx),
+        level=_optional_text(entries, "level", ctx),
+        equipment=_optional_texts(entries, "equipment", ctx),
+        source=_optional_text(entries, "source", ctx),
+        safety=_optional_text(entries, "safety", ctx),
+        intro=_optional_texts(entries, "intro", ctx),
+        outro=_optional_texts(entries, "outro", ctx),
+        path=ctx.path,
+    )
+    _check_length(routine, entries.get("steps"), ctx)
+    return routine, id_where
+
+
+def _routine_id(
+    entries: dict[str, _Entry], ctx: _Context, default_id: str
+) -> tuple[str | None, Where | None]:
+    """The routine's id: as written, or made from the file name."""
+    entry = entries.get("id")
+    if entry is None:
+        if not default_id:
+            ctx.problems.append(
+                Problem(ctx.path, "cannot make a routine id from the file name; add an 'id'")
+            )
+        return default_id, None
+    written = _text(_spot(entry), ctx, _Scope())
+    where = Where(ctx.path, entry.mark.line + 1, entry.mark.column + 1)
+    if written is not None and not _ID.fullmatch(written):
+        message = f"'{_cut(written)}' is not a valid id: use only a-z, 0-9 and '-'"
+        ctx.add(entry.mark, entry.key, message)
+        return None, where
+    return written, where
+
+
+def _language(entries: dict[str, _Entry], ctx: _Context) -> str:
+    """The routine's language: one the tool knows."""
+    entry = entries.get("language")
+    if entry is None:
+        return "en"
+    written = _text(_spot(entry), ctx, _Scope())
+    if written is None or written in ctx.known_languages:
+        return written or "en"
+    known = ", ".join(sorted(ctx.known_languages))
+    ctx.add(entry.mark, entry.key, f"unknown language '{_cut(written)}' (known: {known})")
+    return written
+
+
+def _steps(entries: dict[str, _Entry], ctx: _Context) -> tuple[Step, ...]:
+    """The routine's steps: a non-empty list."""
+    entry = entries.get("steps")
+    if entry is None:
+        return ()
+    spot = _spot(entry)
+    if not isinstance(spot.value, SequenceNode):
+        _expected(spot, "a list of steps", ctx)
+        return ()
+    if not spot.value.value:
+        ctx.add(spot.mark, spot.key, "the list is empty: a routine needs at least one step")
+        return ()
+    steps = [_step(item, ctx) for item in _items(spot)]
+    return tuple(step for step in steps if step is not None)
+
+
+def _step(spot: _Spot, ctx: _Context) -> Step | None:
+    """One step: a title, optional sides, and its actions."""
+    if not isinstance(spot.value, MappingNode):
+        _expected(spot, "a step (a mapping with title and do)", ctx)
+        return None
+    entries = _mapping(spot, STEP_KEYS, ctx, required=("title", "do"))
+    sides = _sides(entries.get("sides"), ctx)
+    scope = _Scope(in_step=True, has_sides="sides" in entries)
+    title = None if "title" not in entries else _text(_spot(entries["title"]), ctx, scope)
+    actions = None if "do" not in entries else _actions(_spot(entries["do"]), ctx, scope, 0)
+    if title is None or actions is None or sides is None:
+        return None
+    return Step(title=title, actions=actions, sides=sides, where=ctx.where(spot.value))
+
+
+def _sides(entry: _Entry | None, ctx: _Context) -> tuple[str, ...] | None:
+    """A step's sides: a non-empty list of distinct texts; () when absent."""
+    if entry is None:
+        return ()
+    spot = _spot(entry)
+    if not isinstance(spot.value, SequenceNode):
+        _expected(spot, "a list of sides such as [right, left]", ctx)
+        return None
+    sides = _text_list(spot, ctx, _Scope(in_step=True, has_sides=False))
+    if sides is None:
+        return None
+    for index, side in enumerate(sides):
+        if side in sides[:index]:
+            ctx.add(
+                _items(spot)[index].mark, f"{spot.key}[{index}]", f"'{_cut(side)}' is listed twice"
+            )
+            return None
+    return sides
+
+
+def _actions(spot: _Spot, ctx: _Context, scope: _Scope, nesting: int) -> tuple[Action, ...] | None:
+    """A non-empty list of actions."""
+    if not isinstance(spot.value, SequenceNode):
+        _expected(spot, "a list of actions", ctx)
+        return None
+    if not spot.value.value:
+        ctx.add(spot.mark, spot.key, "the list is empty: give at least one action")
+        return None
+    actions = [_action(item, ctx, scope, nesting) for item in _items(spot)]
+    if any(action is None for action in actions):
+        return None
+    return tuple(action for action in actions if action is not None)
+
+
+def _action(spot: _Spot, ctx: _Context, scope: _Scope, nesting: int) -> Action | None:
+    """One action: exactly one of say, hold, pause, repeat, with the keys that go with it."""
+    if not isinstance(spot.value, MappingNode):
+        _expected(spot, "an action such as {say: ...}, {hold: 30s} or {pause: 5s}", ctx)
+        return None
+    known = ACTION_KINDS + tuple(ACTION_EXTRAS)
+    problems_before = len(ctx.problems)
+    entries = _mapping(spot, known, ctx)
+    kinds = [kind for kind in ACTION_KINDS if kind in entries]
+    if len(kinds) != 1:
+        if kinds or len(ctx.problems) == problems_before:
+            ctx.add(spot.mark, spot.key, _kinds_message(kinds))
+        return None
+    kind = kinds[0]
+    misplaced = [
+        name for name, goes_with in ACTION_EXTRAS.items() if name in entries and goes_with != kind
+    ]
+    for name in misplaced:
+        entry = entries[name]
+        ctx.add(entry.mark, entry.key, f"'{name}' goes only with '{ACTION_EXTRAS[name]}'")
+    action = _build_action(kind, entries, ctx, scope, nesting)
+    return None if misplaced else action
+
+
+def _kinds_message(kinds: list[str]) -> str:
+    """The problem with an action that is not exactly one kind."""
+    if not kinds:
+        return "an action needs one of say, hold, pause or repeat"
+    return f"an action is exactly one of say, hold, pause or repeat, not {' and '.join(kinds)}"
+
+
+def _build_action(
+    kind: str, entries: dict[str, _Entry], ctx: _Context, scope: _Scope, nesting: int
+) -> Action | None:
+    """The action of the given kind from its entries."""
+    entry = entries[kind]
+    where = Where(ctx.path, entry.mark.line + 1, entry.mark.column + 1)
+    if kind == "say":
+        lines = _texts(_spot(entry), ctx, scope)
+        return None if lines is None else Say(lines=lines, where=where)
+    if kind == "pause":
+        length = _length(_spot(entry), "pause", ctx)
+        return None if length is None else Pause(length=length, where=where)
+    if kind == "hold":
+        return _hold(entries, ctx, scope, where)
+    return _repeat(entries, ctx, scope, nesting, where)
+
+
+def _hold(entries: dict[str, _Entry], ctx: _Context, scope: _Scope, where: Where) -> Hold | None:
+    """A hold with its optional breathing cues, reminders and countdown."""
+    length = _length(_spot(entries["hold"]), "hold", ctx)
+    breathe = remind = countdown = None
+    if "breathe" in entries:
+        breathe = _breathe(_spot(entries["breathe"]), ctx)
+    if "remind" in entries:
+        remind = _texts(_spot(entries["remind"]), ctx, scope)
+    if "countdown" in entries:
+        countdown = _flag(_spot(entries["countdown"]), ctx)
+    failed = [
+        name
+        for name, value in (("breathe", breathe), ("remind", remind), ("countdown", countdown))
+        if name in entries and value is None
+    ]
+    if length is None or failed:
+        return None
+    return Hold(
+        length=length, breathe=breathe, remind=remind or (), countdown=countdown, where=where
+    )
+
+
+def _repeat(
+    entries: dict[str, _Entry], ctx: _Context, scope: _Scope, nesting: int, where: Where
+) -> Repeat | None:
+    """A repeat: a whole number of times and the actions to repeat."""
+    entry = entries["repeat"]
+    times = _whole_number(_spot(entry), ctx)
+    if "do" not in entries:
+        ctx.add(entry.mark, entry.key, "'repeat' needs a 'do' list of the actions to repeat")
+        return None
+    do = entries["do"]
+    if nesting >= MAX_REPEAT_NESTING:
+        ctx.add(do.mark, do.key, f"repeats are nested more than {MAX_REPEAT_NESTING} deep")
+        return None
+    actions = _actions(_spot(do), ctx, scope, nesting + 1)
+    if times is None or actions is None:
+        return None
+    return Repeat(times=times, actions=actions, where=where)
+
+
+# --- Length estimate --------------------------------------------------------------------
+
+
+def _check_length(routine: Routine, steps: _Entry | None, ctx: _Context) -> None:
+    """A problem at `steps` when the routine would run over the track limit."""
+    length_ms = rough_length_ms(routine)
+    if steps is None or length_ms <= MAX_TRACK_MS:
+        return
+    minutes = round(length_ms / 60_000)
+    hours, minutes = divmod(minutes, 60)
+    message = f"the routine would last about {hours}h {minutes}m, over the 4 hour limit"
+    ctx.add(steps.mark, steps.key, message)
+
+
+def _words_ms(texts: Iterable[str]) -> int:
+    """A rough upper bound for speaking `texts`."""
+    return MS_PER_WORD * sum(len(text.split()) for text in texts)
+
+
+def _step_ms(step: Step) -> int:
+    """A step's rough upper bound, once per side."""
+    once = _words_ms([step.title]) + sum(_action_ms(action) for action in step.actions)
+    return max(1, len(step.sides)) * once
+
+
+def _action_ms(action: Action) -> int:
+    """An action's rough upper bound."""
+    if isinstance(action, Say):
+        return _words_ms(action.lines)
+    if isinstance(action, Hold):
+        return action.length.longest_ms + _words_ms(action.remind)
+    if isinstance(action, Pause):
+        return action.length.longest_ms
+    return action.times * sum(_action_ms(inner) for inner in action.actions)
