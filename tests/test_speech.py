@@ -1,0 +1,390 @@
+"""Speech: the pyttsx3/espeak-ng engine, the clip cache, and the helpers around them."""
+
+from __future__ import annotations
+
+import ctypes.util
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+
+from coachtrack import SAMPLE_RATE, tools
+from coachtrack.errors import BuildError, UserError
+from coachtrack.speech import (
+    SILENCE_THRESHOLD,
+    Pyttsx3Engine,
+    SpeechCache,
+    SpeechEngine,
+    SpeechRequest,
+    VoiceInfo,
+    clip_to_pcm16,
+    default_cache_folder,
+    pcm16_to_clip,
+    plain_text,
+    trim_silence,
+)
+
+from .fakes import FakeEngine
+
+Clip = npt.NDArray[np.float32]
+
+LINE = "Sit on the floor with your legs straight in front of you."
+OTHERS = (
+    "Release.",
+    "Breathe out, and go a little deeper.",
+    "Place the strap around the ball of your right foot.",
+)
+
+
+def en(text: str, rate_wpm: int = 170) -> SpeechRequest:
+    return SpeechRequest(text, "gmw/en", rate_wpm)
+
+
+class CountingEngine:
+    """Wraps an engine and records what it is asked to synthesize."""
+
+    def __init__(self, inner: SpeechEngine) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.asked: list[SpeechRequest] = []
+
+    def voices(self) -> list[VoiceInfo]:
+        return self.inner.voices()
+
+    def voice_for(self, language: str) -> str:
+        return self.inner.voice_for(language)
+
+    def synthesize(
+        self, requests: Sequence[SpeechRequest], jobs: int = 2
+    ) -> dict[SpeechRequest, Clip]:
+        self.asked.extend(requests)
+        return self.inner.synthesize(requests, jobs=jobs)
+
+
+@pytest.fixture(scope="module")
+def engine() -> Iterator[Pyttsx3Engine]:
+    with Pyttsx3Engine() as real:
+        yield real
+
+
+# --- pure helpers
+
+
+@pytest.mark.parametrize(
+    ("text", "spoken"),
+    [
+        ("Hold it.", "Hold it."),
+        ('Hold it. <break time="3s"/> Now release.', "Hold it. Now release."),
+        ("<emphasis>Slowly</emphasis> now.", "Slowly now."),
+        ("Less than < 5 seconds, more than > 2.", "Less than < 5 seconds, more than > 2."),
+        ("  spaced \n out\t", "spaced out"),
+        ("<!-- a comment -->", ""),
+    ],
+)
+def test_plain_text_drops_markup_only(text: str, spoken: str) -> None:
+    assert plain_text(text) == spoken
+
+
+def test_trim_silence_keeps_first_to_last_loud_sample() -> None:
+    pcm = np.array([0, 0, 10, 500, 0, -700, 20, 0], dtype=np.int16)
+    assert trim_silence(pcm).tolist() == [500, 0, -700]
+    assert trim_silence(np.zeros(5, dtype=np.int16)).size == 0
+
+
+def test_pcm16_round_trip_is_exact() -> None:
+    pcm = np.array([-32768, -1, 0, 1, 12345, 32767], dtype=np.int16)
+    clip = pcm16_to_clip(pcm)
+    assert clip.dtype == np.float32
+    assert clip.tolist() == [v / 32768 for v in pcm.tolist()]
+    assert clip_to_pcm16(clip).tolist() == pcm.tolist()
+
+
+def test_default_cache_folder(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.delenv("COACHTRACK_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert default_cache_folder() == tmp_path / "xdg" / "coachtrack" / "speech"
+    monkeypatch.delenv("XDG_CACHE_HOME")
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert default_cache_folder() == tmp_path / "home" / ".cache" / "coachtrack" / "speech"
+    monkeypatch.setenv("COACHTRACK_CACHE_DIR", str(tmp_path / "mine"))
+    assert default_cache_folder() == tmp_path / "mine" / "speech"
+
+
+# --- cache, with the fake engine
+
+
+def test_cache_makes_each_missing_clip_once(tmp_path: Path) -> None:
+    fake = FakeEngine()
+    cache = SpeechCache(fake, tmp_path)
+    requests = [en("One."), en("Two."), en("One."), en("Three.")]
+    steps: list[tuple[int, int]] = []
+    first = cache.clips(requests, progress=lambda done, total: steps.append((done, total)))
+    assert list(first) == [en("One."), en("Two."), en("Three.")]
+    assert fake.spoken == [en("One."), en("Two."), en("Three.")]
+    assert steps[0] == (0, 3) and steps[-1] == (3, 3)
+
+    again = cache.clips([*requests, en("Four.")])
+    assert fake.spoken[3:] == [en("Four.")]
+    for request, clip in first.items():
+        assert again[request].dtype == np.float32
+        assert again[request].tobytes() == clip.tobytes()
+
+
+def test_cache_key_covers_engine_voice_rate_and_text(tmp_path: Path) -> None:
+    cache = SpeechCache(FakeEngine(), tmp_path)
+    keys = {
+        cache.key(SpeechRequest("Hi.", "fake/en", 170)),
+        cache.key(SpeechRequest("Hi.", "fake/de", 170)),
+        cache.key(SpeechRequest("Hi.", "fake/en", 171)),
+        cache.key(SpeechRequest("Hi!", "fake/en", 170)),
+    }
+    other_engine = FakeEngine()
+    other_engine.name = "fake-engine-2"
+    keys.add(SpeechCache(other_engine, tmp_path).key(SpeechRequest("Hi.", "fake/en", 170)))
+    assert len(keys) == 5
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage", "directory"])
+def test_damaged_entry_is_remade(tmp_path: Path, damage: str) -> None:
+    fake = FakeEngine()
+    cache = SpeechCache(fake, tmp_path)
+    request = en("Hold the stretch.")
+    original = cache.clips([request])[request]
+    path = cache.path(request)
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[:-7])
+    elif damage == "flip":
+        path.write_bytes(data[:-100] + bytes([data[-100] ^ 0x01]) + data[-99:])
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(len(data)))
+    else:
+        path.unlink()
+        path.mkdir()  # unreadable as a file, and cannot be unlinked: the write fails loudly
+        with pytest.raises(BuildError, match="speech cache"):
+            cache.clips([request])
+        return
+    remade = cache.clips([request])[request]
+    assert len(fake.calls) == 2
+    assert remade.tobytes() == original.tobytes()
+    assert cache.clips([request])[request].tobytes() == original.tobytes()
+    assert len(fake.calls) == 2
+
+
+def test_cache_writes_leave_no_temporary_files(tmp_path: Path) -> None:
+    cache = SpeechCache(FakeEngine(), tmp_path)
+    cache.clips([en(f"Line {n}.") for n in range(20)])
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) == 20
+    assert not [p for p in files if p.name.startswith(".")]
+
+
+def test_engine_failure_propagates(tmp_path: Path) -> None:
+    cache = SpeechCache(FakeEngine(fail_on=["Bad."]), tmp_path)
+    with pytest.raises(BuildError, match=r'"Bad\."'):
+        cache.clips([en("Good."), en("Bad.")])
+
+
+# --- tools
+
+
+@pytest.fixture
+def fresh_tools() -> Iterator[None]:
+    caches = (
+        tools.ffmpeg_path,
+        tools.ffprobe_path,
+        tools._system_espeak,
+        tools.espeak_library,
+        tools.ensure_espeak,
+    )
+    for cached in caches:
+        cached.cache_clear()
+    yield
+    for cached in caches:
+        cached.cache_clear()
+
+
+def test_tools_find_system_programs(fresh_tools: None) -> None:
+    assert Path(tools.ffmpeg_path()).name == "ffmpeg"
+    probe = tools.ffprobe_path()
+    assert probe is not None and Path(probe).name == "ffprobe"
+    tools.ensure_espeak()
+
+
+def test_tools_say_what_to_install(fresh_tools: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "")
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    for wheel in ("imageio_ffmpeg", "espeakng_loader"):
+        monkeypatch.setitem(sys.modules, wheel, None)  # importing it raises ImportError
+    with pytest.raises(BuildError, match=r"apt-get install ffmpeg.*coachtrack\[wheels\]"):
+        tools.ffmpeg_path()
+    assert tools.ffprobe_path() is None
+    with pytest.raises(BuildError, match=r"apt-get install espeak-ng.*coachtrack\[wheels\]"):
+        tools.ensure_espeak()
+
+
+# --- the real engine
+
+
+@pytest.mark.engine
+def test_engine_name_carries_versions(engine: Pyttsx3Engine) -> None:
+    assert engine.name.startswith("pyttsx3-2.99/espeak-ng-1.")
+
+
+@pytest.mark.engine
+def test_voices_list_english_and_german(engine: Pyttsx3Engine) -> None:
+    ids = {voice.id for voice in engine.voices()}
+    assert {"gmw/en", "gmw/de", "gmw/en-us"} <= ids
+    assert not [i for i in ids if i.startswith("mb/")]
+    assert engine.voice_for("en") == "gmw/en"
+    assert engine.voice_for("de") == "gmw/de"
+    assert engine.voice_for("EN_us") == "gmw/en-us"
+    with pytest.raises(UserError, match="xx"):
+        engine.voice_for("xx")
+
+
+@pytest.mark.engine
+def test_same_line_is_byte_identical_however_it_is_spoken(engine: Pyttsx3Engine) -> None:
+    alone = engine.synthesize([en(LINE)])[en(LINE)].tobytes()
+    for _ in range(9):  # each time a fresh process, never one that spoke before
+        assert engine.synthesize([en(LINE)], jobs=1)[en(LINE)].tobytes() == alone
+    batch = [en(OTHERS[0]), en(LINE), en(OTHERS[1]), en(LINE), en(OTHERS[2])]
+    for jobs in (1, 2, 4):
+        assert engine.synthesize(batch, jobs=jobs)[en(LINE)].tobytes() == alone
+        assert engine.synthesize(batch[::-1], jobs=jobs)[en(LINE)].tobytes() == alone
+    with Pyttsx3Engine() as another:  # a new fork server
+        assert another.synthesize([en(OTHERS[1]), en(LINE)])[en(LINE)].tobytes() == alone
+
+
+@pytest.mark.engine
+def test_clips_are_trimmed_float32_at_the_sample_rate(engine: Pyttsx3Engine) -> None:
+    clips = engine.synthesize([en(LINE), en("Release.")])
+    for clip in clips.values():
+        assert clip.dtype == np.float32
+        assert abs(clip[0]) > SILENCE_THRESHOLD and abs(clip[-1]) > SILENCE_THRESHOLD
+        assert np.max(np.abs(clip)) <= 1.0
+        assert clip_to_pcm16(clip).astype(np.float32).tobytes() == (clip * 32768).tobytes()
+    # About 3.3 s at 170 words per minute (untrimmed, espeak writes 2.9 s plus silence).
+    assert 2.0 * SAMPLE_RATE < len(clips[en(LINE)]) < 4.0 * SAMPLE_RATE
+
+
+@pytest.mark.engine
+def test_slower_rate_gives_longer_clip(engine: Pyttsx3Engine) -> None:
+    slow, normal, brisk = en(LINE, 120), en(LINE, 170), en(LINE, 220)
+    clips = engine.synthesize([slow, normal, brisk])
+    assert len(clips[slow]) > 1.2 * len(clips[normal]) > 1.2 * len(clips[brisk])
+
+
+@pytest.mark.engine
+def test_german_voice(engine: Pyttsx3Engine) -> None:
+    text = "Atme aus, und geh etwas tiefer in die Dehnung."
+    german = SpeechRequest(text, engine.voice_for("de"), 160)
+    clips = engine.synthesize([german, en(text, 160)])
+    assert len(clips[german]) > SAMPLE_RATE
+    assert clips[german].tobytes() != clips[en(text, 160)].tobytes()
+
+
+@pytest.mark.engine
+def test_markup_is_neither_obeyed_nor_read_out(engine: Pyttsx3Engine) -> None:
+    marked = en('Hold it. <break time="3s"/> Now release.')
+    plain = en("Hold it. Now release.")
+    clips = engine.synthesize([marked, plain])
+    assert clips[marked].tobytes() == clips[plain].tobytes()
+    assert len(clips[marked]) < 2.5 * SAMPLE_RATE  # no 3 s break
+
+
+@pytest.mark.engine
+def test_stdout_stays_clean(capfd: pytest.CaptureFixture[str]) -> None:
+    with Pyttsx3Engine() as fresh:
+        fresh.voices()
+        fresh.synthesize([en("Audio saved? Not on our stdout."), en("Release.")])
+    out, _ = capfd.readouterr()
+    assert out == ""
+
+
+@pytest.mark.engine
+def test_hung_line_times_out_with_its_text() -> None:
+    with (
+        Pyttsx3Engine(timeout_s=0.001) as impatient,
+        pytest.raises(BuildError, match=r'"Release\.".*timed out'),
+    ):
+        impatient.synthesize([en("Release.")])
+
+
+@pytest.mark.engine
+def test_silent_output_is_an_error(engine: Pyttsx3Engine) -> None:
+    with pytest.raises(BuildError, match=r'only silence for "\.\.\."'):
+        engine.synthesize([en("...")])
+    with pytest.raises(BuildError, match='nothing to speak in "<break/>"'):
+        engine.synthesize([en("<break/>")])
+
+
+@pytest.mark.engine
+def test_unknown_voice_is_an_error_naming_the_text(engine: Pyttsx3Engine) -> None:
+    with pytest.raises(BuildError, match=r'"Release\.".*no-such-voice'):
+        engine.synthesize([SpeechRequest("Release.", "no-such-voice", 170)])
+
+
+@pytest.mark.engine
+def test_unwritten_wav_fails_fast(engine: Pyttsx3Engine, tmp_path: Path) -> None:
+    # pyttsx3 swallows the write error inside espeak's callback and never
+    # reports the end of the utterance; the child notices espeak is idle.
+    item = {"kind": "speak", "text": "Release.", "voice": "gmw/en", "rate": 170}
+    started = time.monotonic()
+    (reply,) = engine._run(
+        [{**item, "wav": str(tmp_path / "missing" / "x.wav")}], jobs=1, scratch=str(tmp_path)
+    )
+    assert "without reporting the end" in reply["error"]
+    assert time.monotonic() - started < 5
+    # The server is still fine afterwards.
+    assert len(engine.synthesize([en("Release.")])[en("Release.")]) > 0
+
+
+@pytest.mark.engine
+def test_cache_with_the_real_engine(engine: Pyttsx3Engine, tmp_path: Path) -> None:
+    counting = CountingEngine(engine)
+    cache = SpeechCache(counting, tmp_path)
+    requests = [en(LINE), en(OTHERS[0])]
+    fresh = cache.clips(requests)
+    assert counting.asked == requests
+    cached = cache.clips(requests)
+    assert counting.asked == requests  # no engine call
+    for request in requests:
+        assert cached[request].tobytes() == fresh[request].tobytes()
+        assert fresh[request].tobytes() == engine.synthesize([request])[request].tobytes()
+    path = cache.path(en(LINE))
+    path.write_bytes(path.read_bytes()[:-2])
+    remade = cache.clips(requests)
+    assert counting.asked == [*requests, en(LINE)]
+    assert remade[en(LINE)].tobytes() == fresh[en(LINE)].tobytes()
+
+
+WHEEL_PROBE = """
+import ctypes.util, sys
+ctypes.util.find_library = lambda name: None  # as on a machine without espeak-ng
+from coachtrack import tools
+tools.ensure_espeak()
+from pyttsx3.drivers import _espeak
+import espeakng_loader
+maps = open("/proc/self/maps").read()
+print(espeakng_loader.get_library_path() in maps, _espeak.Info().decode())
+"""
+
+
+@pytest.mark.engine
+def test_espeak_from_the_wheel_when_the_system_has_none() -> None:
+    pytest.importorskip("espeakng_loader")
+    probe = subprocess.run(
+        [sys.executable, "-c", WHEEL_PROBE], capture_output=True, text=True, check=True
+    )
+    loaded_wheel, version = probe.stdout.split()
+    assert loaded_wheel == "True"
+    assert version.startswith("1.")
