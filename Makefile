@@ -13,6 +13,7 @@ $(VENV)/.installed: pyproject.toml scripts/install-system-deps.sh
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[dev]'
 	scripts/install-system-deps.sh $(BIN)/pip
+	scripts/install-browser.sh || echo "coachtrack: no chromium; the browser tests will be skipped" >&2
 	touch $@
 
 tracks: install
@@ -20,6 +21,9 @@ tracks: install
 
 test: install
 	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python -m bench.run
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from coachtrack.model import DurationRange, Hold, Pause, Repeat, Routine, Say, Step
 
 texts = st.text(alphabet="abcdefghij {}", min_size=1, max_size=30).map(
-    lambda s: (s.replace("{", "").replace("}", "").strip() or "x")
+    lambda s: s.replace("{", "").replace("}", "").strip() or "x"
 )
 seconds = st.integers(min_value=1, max_value=400)
 

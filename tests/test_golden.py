@@ -43,5 +43,5 @@ def test_timeline_matches_golden_dump(
     if request.config.getoption("--update-golden"):
         GOLDEN.mkdir(exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    assert path.exists(), f"no golden dump yet: run pytest --update-golden"
+    assert path.exists(), "no golden dump yet: run pytest --update-golden"
     assert text == path.read_text(encoding="utf-8")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from coachtrack import mixer
 from coachtrack.profiles import BEDSIDE, PHONE
@@ -12,7 +13,9 @@ RATE = 22050
 
 
 def timeline(events: list[Event], duration: int) -> Timeline:
-    return Timeline("t", "T", "phone", "en", RATE, duration, tuple(events), (Chapter("c", 0, duration),))
+    return Timeline(
+        "t", "T", "phone", "en", RATE, duration, tuple(events), (Chapter("c", 0, duration),)
+    )
 
 
 def test_render_places_clips_at_their_sample_and_nothing_else() -> None:
@@ -45,11 +48,15 @@ def test_islands_cover_every_sound_on_the_grid_and_skip_long_silence() -> None:
 
 def test_finished_pcm_is_exact_zero_outside_the_islands() -> None:
     clip = (np.sin(np.arange(RATE) / 5) * 0.5).astype(np.float32)
-    events = [Event("speech", RATE * 2, RATE * 3, text="a"), Event("speech", RATE * 30, RATE * 31, text="a")]
+    events = [
+        Event("speech", RATE * 2, RATE * 3, text="a"),
+        Event("speech", RATE * 30, RATE * 31, text="a"),
+    ]
     tl = timeline(events, RATE * 40)
     mix = mixer.Mixer(tl, {"a": clip}, {}, PHONE)
     parts = mixer.islands(tl)
-    pcm = np.concatenate(list(mixer.pcm_chunks(mix, parts, mixer.master(mix, parts))))
+    mastered, mastering = mixer.master(mix)
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, parts, mastering.ceiling)))
     assert len(pcm) == tl.duration
     inside = np.zeros(len(pcm), dtype=bool)
     for p in parts:
@@ -72,3 +79,20 @@ def test_music_is_ducked_under_speech() -> None:
     assert out[RATE * 5] == 1.0
     assert out[int(RATE * 10.5)] == np.float32(10 ** (-10 / 20))
     assert out[0] == 0.0  # faded in
+
+
+def test_mastering_meets_loudness_and_true_peak_targets() -> None:
+    # Speech-like bursts with high peaks: the limiter has to work for the gym target.
+    rng = np.random.default_rng(7)
+    clip = (rng.standard_normal(RATE * 2) * 0.05).astype(np.float32)
+    clip[::500] = 0.9
+    events = [Event("speech", RATE * (1 + 3 * i), RATE * (3 + 3 * i), text="a") for i in range(8)]
+    tl = timeline(events, RATE * 26)
+    from coachtrack.profiles import GYM
+    from coachtrack import loudness
+
+    mastered, mastering = mixer.master(mixer.Mixer(tl, {"a": clip}, {}, GYM))
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, mixer.islands(tl), mastering.ceiling)))
+    audio = pcm.astype(np.float32) / 32767
+    assert loudness.integrated_loudness([(0, audio)], RATE, len(audio)) == pytest.approx(-14, abs=0.2)
+    assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import zlib
 
 import pytest
@@ -72,7 +73,7 @@ def check_invariants(routine: Routine, profile: Profile, tl: Timeline) -> None:
         assert any(h.start <= cue.start and cue.end <= h.end for h in holds)
     # 3. speech never overlaps speech (cues and spoken counts are speech too)
     voiced = sorted((e for e in events if e.text is not None), key=lambda e: e.start)
-    for a, b in zip(voiced, voiced[1:], strict=False):
+    for a, b in itertools.pairwise(voiced):
         assert a.end <= b.start, (a, b)
     # 6. chapters: one per step and side, in order, contiguous from 0 to the end
     expected = [
@@ -119,7 +120,7 @@ def test_breathing_cues_rotate_and_follow_the_breath_period() -> None:
     assert len(breaths) >= 6
     assert breaths[0].start == hold.start + ms(3000)
     # rotation: consecutive breathing cues never repeat a wording
-    assert all(a.text != b.text for a, b in zip(breaths, breaths[1:], strict=False))
+    assert all(a.text != b.text for a, b in itertools.pairwise(breaths))
     assert {"Halfway.", "30 seconds left."} <= {c.text for c in cues}
 
 

@@ -8,7 +8,6 @@ that of the whole track (silent blocks fall under the absolute gate anyway).
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -59,33 +58,45 @@ class KWeighting:
 
 
 class LoudnessMeter:
-    """Integrated loudness of a track fed as islands on the 100 ms grid."""
+    """Integrated loudness of a track of `total` samples, fed sound by sound.
 
-    def __init__(self, rate: int) -> None:
+    Energy is binned into 100 ms sub-blocks; sounds may start anywhere. Sounds that
+    do not overlap in time add their energies, so each clip is weighted only once.
+    """
+
+    def __init__(self, rate: int, total: int) -> None:
         self.rate = rate
+        self.total = total
         self.block = block_samples(rate)
         self.k = KWeighting.for_rate(rate)
-        self.energy: dict[int, float] = defaultdict(float)  # sub-block index -> sum of squares
+        self.energy = np.zeros(total // self.block + 2)
+
+    def weighted_squares(self, audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+        """Squared K-weighted samples of a sound, with its filter tail (100 ms) after it."""
+        padded = np.concatenate([audio.astype(np.float64), np.zeros(self.block)])
+        return np.square(self.k.apply(padded))
 
     def add(self, start: int, audio: npt.NDArray[np.floating]) -> None:
-        """Feed the sound at sample `start` (a multiple of the block size)."""
-        if start % self.block:
-            raise ValueError("islands must start on the 100 ms grid")
-        weighted = self.k.apply(audio)
-        pad = (-len(weighted)) % self.block
-        squares = np.square(np.concatenate([weighted, np.zeros(pad)]))
-        sums = squares.reshape(-1, self.block).sum(axis=1)
-        first = start // self.block
-        for i in np.flatnonzero(sums):
-            self.energy[first + int(i)] += float(sums[i])
+        """Feed a stretch of sound that starts at sample `start`."""
+        self.add_squares(start, self.weighted_squares(audio))
 
-    def integrated(self, total: int | None = None) -> float:
-        """Gated integrated loudness in LUFS (-inf for silence) of a track `total` samples long."""
-        last = math.inf if total is None else total // self.block - 4
-        starts = sorted({j - k for j in self.energy for k in range(4) if 0 <= j - k <= last})
-        window = 4 * self.block
-        powers = np.array([sum(self.energy.get(j + k, 0.0) for k in range(4)) for j in starts])
-        powers = powers / window
+    def add_squares(self, start: int, squares: npt.NDArray[np.float64]) -> None:
+        """Feed squared K-weighted samples starting at sample `start`."""
+        squares = squares[: max(0, self.total - start)]
+        if not len(squares):
+            return
+        cum = np.concatenate([[0.0], np.cumsum(squares)])
+        first, last = start // self.block, (start + len(squares) - 1) // self.block
+        edges = np.arange(first, last + 2) * self.block - start
+        np.clip(edges, 0, len(squares), out=edges)
+        self.energy[first : last + 1] += cum[edges[1:]] - cum[edges[:-1]]
+
+    def integrated(self) -> float:
+        """Gated integrated loudness in LUFS (-inf for silence)."""
+        whole = self.total // self.block  # gating blocks lie wholly inside the track
+        if whole < 4:
+            return -math.inf
+        powers = np.convolve(self.energy[:whole], np.ones(4), "valid") / (4 * self.block)
         with np.errstate(divide="ignore"):
             loud = -0.691 + 10 * np.log10(powers)
         gated = powers[loud > ABSOLUTE_GATE_LUFS]
@@ -97,13 +108,22 @@ class LoudnessMeter:
 
 
 def integrated_loudness(
-    islands: Iterable[tuple[int, npt.NDArray[np.floating]]], rate: int, total: int | None = None
+    sounds: Iterable[tuple[int, npt.NDArray[np.floating]]], rate: int, total: int
 ) -> float:
-    """Integrated loudness (LUFS) of islands `(start, audio)` on a silent background."""
-    meter = LoudnessMeter(rate)
-    for start, audio in islands:
+    """Integrated loudness (LUFS) of sounds `(start, audio)` on a silent track `total` long."""
+    meter = LoudnessMeter(rate, total)
+    for start, audio in sounds:
         meter.add(start, audio)
-    return meter.integrated(total)
+    return meter.integrated()
+
+
+def true_peak_envelope(audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """For each sample, the highest level the 4x oversampled signal reaches around it."""
+    x = audio.astype(np.float64)
+    if not len(x):
+        return x
+    over = np.abs(resample_poly(x, 4, 1))[: 4 * len(x)].reshape(len(x), 4)
+    return np.maximum(over.max(axis=1), np.abs(x))
 
 
 def true_peak(audio: npt.NDArray[np.floating]) -> float:
@@ -114,15 +134,36 @@ def true_peak(audio: npt.NDArray[np.floating]) -> float:
     return float(max(np.max(np.abs(over)), np.max(np.abs(audio))))
 
 
-def limit(audio: npt.NDArray[np.floating], ceiling: float, window: int) -> Audio:
-    """Brick-wall look-ahead limiter: no sample above `ceiling`, gain moves over `window`."""
-    level = np.abs(audio).astype(np.float64)
-    if not len(audio) or level.max() <= ceiling:
-        return audio.astype(np.float32)
+def limiter_gain(
+    level: npt.NDArray[np.float64], ceiling: float, window: int
+) -> npt.NDArray[np.float64] | None:
+    """Per-sample gain keeping `level` under `ceiling`, moving smoothly over `window` samples.
+
+    None when no sample needs it.
+    """
+    if not len(level) or level.max() <= ceiling:
+        return None
     wanted = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
     # Each averaged value is a minimum over a span containing this sample, so the
     # smoothed gain never exceeds what this sample needs.
-    gain = uniform_filter1d(minimum_filter1d(wanted, size=2 * window + 1), size=window + 1)
+    return np.asarray(
+        uniform_filter1d(minimum_filter1d(wanted, size=2 * window + 1), size=window + 1),
+        dtype=np.float64,
+    )
+
+
+def limit(
+    audio: npt.NDArray[np.floating],
+    ceiling: float,
+    window: int,
+    level: npt.NDArray[np.float64] | None = None,
+) -> Audio:
+    """Brick-wall look-ahead limiter on `level` (default: the samples themselves)."""
+    if level is None:
+        level = np.abs(audio).astype(np.float64)
+    gain = limiter_gain(level, ceiling, window)
+    if gain is None:
+        return audio.astype(np.float32)
     return np.asarray(audio * gain, dtype=np.float32)
 
 

@@ -29,6 +29,7 @@ class Profile:
     breath_period_ms: int  # one breathing cue per period inside a hold
     loudness_lufs: float  # integrated loudness target (EBU R128)
     true_peak_dbtp: float  # true-peak ceiling of the encoded file
+    bitrate_kbps: int  # MP3/AAC bitrate: small files for phones, cleaner peaks for speakers
     fade_in_ms: int  # gentle start of the whole track
     music_allowed: bool
     music_duck_db: float  # how far a music bed dips under speech
@@ -55,6 +56,7 @@ PHONE = Profile(
     breath_period_ms=12_000,
     loudness_lufs=-16.0,
     true_peak_dbtp=-1.5,
+    bitrate_kbps=64,
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=8.0,
@@ -81,6 +83,7 @@ BEDSIDE = Profile(
     breath_period_ms=15_000,
     loudness_lufs=-26.0,
     true_peak_dbtp=-1.5,
+    bitrate_kbps=64,
     fade_in_ms=2_000,
     music_allowed=False,
     music_duck_db=0.0,
@@ -107,6 +110,7 @@ GYM = Profile(
     breath_period_ms=10_000,
     loudness_lufs=-14.0,
     true_peak_dbtp=-1.0,
+    bitrate_kbps=96,
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=10.0,

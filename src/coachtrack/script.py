@@ -199,7 +199,9 @@ def _actions(
 
 def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebook) -> HoldItem:
     length_ms = hold.length.pick_ms(profile.range_pick)
-    wants_countdown = length_ms >= COUNTDOWN_MIN_HOLD_MS if hold.countdown is None else hold.countdown
+    wants_countdown = (
+        length_ms >= COUNTDOWN_MIN_HOLD_MS if hold.countdown is None else hold.countdown
+    )
     timed: list[TimedCue] = []
     if length_ms >= MINUTE_LEFT_MIN_HOLD_MS:
         timed.append(TimedCue(60_000, book.one_minute_left))

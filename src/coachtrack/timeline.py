@@ -127,9 +127,7 @@ class _Placer:
         start = max(self.cursor, self.last_speech_end + self.samples(profile.chime_lead_ms))
         end = start + self.samples(item.length_ms)
         self.chime("hold-start", start)
-        self.add(
-            Event("hold", start, end, step=item.step, side=item.side, breathe=item.breathe)
-        )
+        self.add(Event("hold", start, end, step=item.step, side=item.side, breathe=item.breathe))
         cue_zone_end = end - self.samples(profile.cue_gap_ms)
         if item.countdown:
             self.countdown(end)
@@ -263,9 +261,7 @@ def build_timeline(
 def _chapters(starts: list[tuple[str, int]], duration: int) -> tuple[Chapter, ...]:
     # The first chapter starts at 0: the intro belongs to it.
     bounds = [0] + [start for _, start in starts[1:]] + [duration]
-    return tuple(
-        Chapter(title, bounds[i], bounds[i + 1]) for i, (title, _) in enumerate(starts)
-    )
+    return tuple(Chapter(title, bounds[i], bounds[i + 1]) for i, (title, _) in enumerate(starts))
 
 
 def with_music(timeline: Timeline) -> Timeline:

@@ -1,0 +1,187 @@
+"""The command line: gather options, call the library, print. Nothing else."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+
+from coachtrack import __version__, build
+from coachtrack.errors import BuildError, UserError
+from coachtrack.loader import load_routines
+from coachtrack.model import Routine
+from coachtrack.profiles import PROFILES, Profile, get_profile
+from coachtrack.timeline import cue_sheet, format_ms, plan_text
+
+try:  # newer typer ships its own copy of click; older ones use click itself
+    from typer._click.exceptions import ClickException
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click.exceptions import ClickException  # type: ignore[assignment]
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Turn a stretching or pressure-point routine into a narrated audio track.",
+)
+
+DEFAULT_PATHS = [Path("routines")]
+PathsArg = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Routine files or folders (every *.yaml / *.yml). Default: routines/"),
+]
+ProfileOpt = Annotated[
+    list[str] | None,
+    typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}; may be repeated."),
+]
+VoiceOpt = Annotated[str | None, typer.Option(help="Engine voice id (see `coachtrack voices`).")]
+JobsOpt = Annotated[int, typer.Option(min=1, help="Work in parallel on this many cores.")]
+
+
+def _profiles(names: Sequence[str] | None) -> list[Profile]:
+    return [get_profile(name) for name in dict.fromkeys(names or ["phone"])]
+
+
+def _studio(voice: str | None, jobs: int) -> build.Studio:
+    from coachtrack.speech import Pyttsx3Engine, SpeechCache  # the engine loads lazily
+
+    engine = Pyttsx3Engine()
+    return build.Studio(engine, SpeechCache(engine), voice=voice, jobs=jobs)
+
+
+def _one_routine(path: Path) -> Routine:
+    routines = load_routines([path])
+    if len(routines) != 1:
+        raise UserError(f"{path}: holds {len(routines)} routines; name one file")
+    return routines[0]
+
+
+@contextmanager
+def _progress_bar() -> Iterator[build.Progress | None]:
+    """A progress bar on a terminal; nothing when stdout is piped or captured."""
+    if not sys.stdout.isatty():
+        yield None
+        return
+    from rich.progress import Progress
+
+    with Progress(transient=True) as bar:
+        task = bar.add_task("building", total=None)
+
+        def update(stage: str, done: int, total: int) -> None:
+            bar.update(task, description=stage, completed=done, total=total)
+
+        yield update
+
+
+@app.command()
+def check(paths: PathsArg = None) -> None:
+    """Validate routines. Example: coachtrack check routines/"""
+    for routine in load_routines(paths or DEFAULT_PATHS):
+        typer.echo(f"ok  {routine.path}  ({routine.id}, {len(routine.steps)} steps)")
+
+
+@app.command()
+def plan(
+    path: Annotated[Path, typer.Argument(help="A routine file.")],
+    profile: Annotated[str, typer.Option("--profile", "-p")] = "phone",
+    as_json: Annotated[bool, typer.Option("--json", help="The cue sheet as JSON.")] = False,
+    voice: VoiceOpt = None,
+) -> None:
+    """Show the timeline of a track. Example: coachtrack plan routines/hamstring-cramps.yaml --json"""
+    routine = _one_routine(path)
+    planned = _studio(voice, 2).plan(routine, get_profile(profile))
+    if as_json:
+        typer.echo(json.dumps(cue_sheet(planned.timeline), indent=2, ensure_ascii=False))
+    else:
+        typer.echo(plan_text(planned.timeline), nl=False)
+
+
+@app.command(name="build")
+def build_cmd(
+    paths: PathsArg = None,
+    profile: ProfileOpt = None,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("audio_out"),
+    fmt: Annotated[str, typer.Option("--format", help="mp3, m4a or wav.")] = "mp3",
+    voice: VoiceOpt = None,
+    jobs: JobsOpt = 2,
+) -> None:
+    """Render tracks into OUT/PROFILE/. Example: coachtrack build routines/ -p phone -p gym"""
+    if fmt not in ("mp3", "m4a", "wav"):
+        raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
+    routines = load_routines(paths or DEFAULT_PATHS)
+    profiles = _profiles(profile)
+    if out.exists() and not out.is_dir():
+        raise BuildError(f"--out: {out} exists and is not a folder")
+    options = build.BuildOptions(out_dir=out, fmt=fmt, voice=voice, jobs=jobs)  # type: ignore[arg-type]
+    with _progress_bar() as progress:
+        written = build.build_all(_studio(voice, jobs), routines, profiles, options, progress)
+    for path in written:
+        typer.echo(str(path))
+
+
+@app.command(name="list")
+def list_cmd(paths: PathsArg = None, voice: VoiceOpt = None) -> None:
+    """List routines with their length in each profile. Example: coachtrack list"""
+    routines = load_routines(paths or DEFAULT_PATHS)
+    studio = _studio(voice, 2)
+    names = list(PROFILES)
+    typer.echo(f"{'id':<32} {'steps':>5}  " + "  ".join(f"{n:>9}" for n in names) + "  title")
+    for routine in routines:
+        lengths = []
+        for name in names:
+            timeline = studio.plan(routine, PROFILES[name]).timeline
+            lengths.append(format_ms(timeline.to_ms(timeline.duration))[:-4])
+        row = f"{routine.id:<32} {len(routine.steps):>5}  " + "  ".join(f"{x:>9}" for x in lengths)
+        typer.echo(f"{row}  {routine.title}")
+
+
+@app.command()
+def voices(
+    language: Annotated[str | None, typer.Option(help="Only voices for this language.")] = None,
+) -> None:
+    """List the speech engine's voices. Example: coachtrack voices --language de"""
+    from coachtrack.speech import Pyttsx3Engine
+
+    for v in Pyttsx3Engine().voices():
+        if language and not any(lang.split("-")[0] == language for lang in v.languages):
+            continue
+        typer.echo(f"{v.id:<24} {', '.join(v.languages):<12} {v.name}")
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version.")] = False,
+) -> None:
+    if version:
+        typer.echo(f"coachtrack {__version__}")
+        raise typer.Exit()
+
+
+def _fail(code: int, lines: Sequence[str]) -> NoReturn:
+    for line in lines:
+        print(line, file=sys.stderr)
+    sys.exit(code)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point: run a command, turning every user error into a message and exit code."""
+    try:
+        app(args=argv, standalone_mode=False, prog_name="coachtrack")
+    except typer.Exit as done:
+        sys.exit(done.exit_code)
+    except ClickException as error:  # usage errors: unknown option, missing argument
+        error.show()
+        sys.exit(2)
+    except UserError as error:
+        _fail(2, [str(p) for p in error.problems])
+    except BuildError as error:
+        _fail(1, [f"coachtrack: {error}"])
+    except (KeyboardInterrupt, typer.Abort):
+        _fail(130, ["coachtrack: interrupted; nothing half-written was left behind"])
+    except OSError as error:
+        _fail(1, [f"coachtrack: {error}"])
