@@ -1,0 +1,1 @@
+"""Benchmark: coachtrack against a faithful "obvious" pydub + pyttsx3 renderer."""
