@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from coachtrack import mixer
+from coachtrack import mastering, mixer
 from coachtrack.profiles import BEDSIDE, PHONE
 from coachtrack.timeline import Chapter, Event, Timeline
 
@@ -55,8 +55,8 @@ def test_finished_pcm_is_exact_zero_outside_the_islands() -> None:
     tl = timeline(events, RATE * 40)
     mix = mixer.Mixer(tl, {"a": clip}, {}, PHONE)
     parts = mixer.islands(tl)
-    mastered, mastering = mixer.master(mix)
-    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, parts, mastering.ceiling)))
+    mastered, result = mastering.master(mix)
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, parts, result.ceiling)))
     assert len(pcm) == tl.duration
     inside = np.zeros(len(pcm), dtype=bool)
     for p in parts:
@@ -91,8 +91,8 @@ def test_mastering_meets_loudness_and_true_peak_targets() -> None:
     from coachtrack.profiles import GYM
     from coachtrack import loudness
 
-    mastered, mastering = mixer.master(mixer.Mixer(tl, {"a": clip}, {}, GYM))
-    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, mixer.islands(tl), mastering.ceiling)))
+    mastered, result = mastering.master(mixer.Mixer(tl, {"a": clip}, {}, GYM))
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, mixer.islands(tl), result.ceiling)))
     audio = pcm.astype(np.float32) / 32767
     assert loudness.integrated_loudness([(0, audio)], RATE, len(audio)) == pytest.approx(-14, abs=0.2)
     assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5

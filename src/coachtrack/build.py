@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 import numpy.typing as npt
 
-from coachtrack import SAMPLE_RATE, export, mixer, sounds
+from coachtrack import SAMPLE_RATE, export, mastering, mixer, sounds
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
@@ -102,11 +102,11 @@ def track_info(planned: Planned) -> export.TrackInfo:
 def render(planned: Planned, path: Path, fmt: Format) -> None:
     """Mix, master and encode one planned track to `path`, with its LRC beside it."""
     mix = mixer.Mixer(planned.timeline, planned.clips, planned.sounds, planned.profile)
-    mastered, mastering = mixer.master(mix, encoder_loss_db=export.LEVEL_LOSS_DB[fmt])
+    mastered, result = mastering.master(mix, encoder_loss_db=export.LEVEL_LOSS_DB[fmt])
     info = track_info(planned)
     export.write_track(
         path,
-        mixer.pcm_chunks(mastered, mixer.islands(planned.timeline), mastering.ceiling),
+        mixer.pcm_chunks(mastered, mixer.islands(planned.timeline), result.ceiling),
         n_samples=planned.timeline.duration,
         sample_rate=planned.timeline.sample_rate,
         info=info,

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.ndimage import minimum_filter1d, uniform_filter1d
-from scipy.signal import lfilter, resample_poly
+
+from coachtrack import dsp
 
 Audio = npt.NDArray[np.float32]
 ABSOLUTE_GATE_LUFS = -70.0
@@ -35,6 +35,10 @@ class KWeighting:
     b2: tuple[float, float, float]
     a2: tuple[float, float, float]
 
+    def sections(self) -> tuple[dsp.Biquad, dsp.Biquad]:
+        """Both stages as biquads (b0 b1 b2 a0 a1 a2)."""
+        return ((*self.b1, *self.a1), (*self.b2, *self.a2))
+
     @classmethod
     def for_rate(cls, rate: int) -> KWeighting:
         """Coefficients derived from the analog prototypes at `rate`."""
@@ -53,15 +57,55 @@ class KWeighting:
 
     def apply(self, audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         """K-weighted copy of `audio`, from a silent start."""
-        stage = lfilter(self.b1, self.a1, audio.astype(np.float64))
-        return np.asarray(lfilter(self.b2, self.a2, stage), dtype=np.float64)
+        return dsp.filtered(self.sections(), audio)
+
+
+def cumulative(squares: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
+    """Running sums of squared samples, from 0: what `bin_cumulative` takes."""
+    return np.concatenate([[0.0], np.cumsum(squares, dtype=np.float64)])
+
+
+def bin_cumulative(
+    energy: npt.NDArray[np.float64], start: int, cum: npt.NDArray[np.float64], block: int
+) -> None:
+    """Add a sound placed at sample `start` (as running sums) into per-block energies."""
+    n = min(len(cum) - 1, len(energy) * block - start)
+    if n <= 0:
+        return
+    first, last = start // block, (start + n - 1) // block
+    edges = np.arange(first, last + 2) * block - start
+    np.clip(edges, 0, n, out=edges)
+    energy[first : last + 1] += cum[edges[1:]] - cum[edges[:-1]]
+
+
+def bin_energy(
+    energy: npt.NDArray[np.float64], start: int, squares: npt.NDArray[np.floating], block: int
+) -> None:
+    """Add squared samples placed at sample `start` into per-block energy sums, in place."""
+    bin_cumulative(energy, start, cumulative(squares), block)
+
+
+def gated_loudness(energy: npt.NDArray[np.float64], block: int, total: int) -> float:
+    """Integrated loudness (LUFS, -inf for silence) from K-weighted energy per 100 ms block."""
+    whole = total // block  # gating blocks lie wholly inside the track
+    if whole < 4:
+        return -math.inf
+    powers = np.convolve(energy[:whole], np.ones(4), "valid") / (4 * block)
+    with np.errstate(divide="ignore"):
+        loud = -0.691 + 10 * np.log10(powers)
+    gated = powers[loud > ABSOLUTE_GATE_LUFS]
+    if not len(gated):
+        return -math.inf
+    relative = -0.691 + 10 * math.log10(float(gated.mean())) + RELATIVE_GATE_LU
+    kept = gated[-0.691 + 10 * np.log10(gated) > relative]
+    return -0.691 + 10 * math.log10(float(kept.mean()))
 
 
 class LoudnessMeter:
     """Integrated loudness of a track of `total` samples, fed sound by sound.
 
-    Energy is binned into 100 ms sub-blocks; sounds may start anywhere. Sounds that
-    do not overlap in time add their energies, so each clip is weighted only once.
+    Energy is binned into 100 ms blocks; sounds may start anywhere. Sounds that do
+    not overlap in time add their energies, so each clip need be weighted only once.
     """
 
     def __init__(self, rate: int, total: int) -> None:
@@ -78,33 +122,11 @@ class LoudnessMeter:
 
     def add(self, start: int, audio: npt.NDArray[np.floating]) -> None:
         """Feed a stretch of sound that starts at sample `start`."""
-        self.add_squares(start, self.weighted_squares(audio))
-
-    def add_squares(self, start: int, squares: npt.NDArray[np.float64]) -> None:
-        """Feed squared K-weighted samples starting at sample `start`."""
-        squares = squares[: max(0, self.total - start)]
-        if not len(squares):
-            return
-        cum = np.concatenate([[0.0], np.cumsum(squares)])
-        first, last = start // self.block, (start + len(squares) - 1) // self.block
-        edges = np.arange(first, last + 2) * self.block - start
-        np.clip(edges, 0, len(squares), out=edges)
-        self.energy[first : last + 1] += cum[edges[1:]] - cum[edges[:-1]]
+        bin_energy(self.energy, start, self.weighted_squares(audio), self.block)
 
     def integrated(self) -> float:
         """Gated integrated loudness in LUFS (-inf for silence)."""
-        whole = self.total // self.block  # gating blocks lie wholly inside the track
-        if whole < 4:
-            return -math.inf
-        powers = np.convolve(self.energy[:whole], np.ones(4), "valid") / (4 * self.block)
-        with np.errstate(divide="ignore"):
-            loud = -0.691 + 10 * np.log10(powers)
-        gated = powers[loud > ABSOLUTE_GATE_LUFS]
-        if not len(gated):
-            return -math.inf
-        relative = -0.691 + 10 * math.log10(float(gated.mean())) + RELATIVE_GATE_LU
-        kept = gated[-0.691 + 10 * np.log10(gated) > relative]
-        return -0.691 + 10 * math.log10(float(kept.mean()))
+        return gated_loudness(self.energy, self.block, self.total)
 
 
 def integrated_loudness(
@@ -122,7 +144,7 @@ def true_peak_envelope(audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float6
     x = audio.astype(np.float64)
     if not len(x):
         return x
-    over = np.abs(resample_poly(x, 4, 1))[: 4 * len(x)].reshape(len(x), 4)
+    over = np.abs(dsp.oversampled(x, 4)).reshape(len(x), 4)
     return np.maximum(over.max(axis=1), np.abs(x))
 
 
@@ -130,8 +152,7 @@ def true_peak(audio: npt.NDArray[np.floating]) -> float:
     """Peak of the 4x oversampled signal, as a linear amplitude (BS.1770 annex 2)."""
     if not len(audio):
         return 0.0
-    over = resample_poly(audio.astype(np.float64), 4, 1)
-    return float(max(np.max(np.abs(over)), np.max(np.abs(audio))))
+    return float(np.max(true_peak_envelope(audio)))
 
 
 def limiter_gain(
@@ -146,10 +167,7 @@ def limiter_gain(
     wanted = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
     # Each averaged value is a minimum over a span containing this sample, so the
     # smoothed gain never exceeds what this sample needs.
-    return np.asarray(
-        uniform_filter1d(minimum_filter1d(wanted, size=2 * window + 1), size=window + 1),
-        dtype=np.float64,
-    )
+    return dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
 
 
 def limit(

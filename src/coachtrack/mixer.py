@@ -8,13 +8,11 @@ so no stage ever holds the whole track.
 from __future__ import annotations
 
 import copy
-import functools
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
-from scipy.signal import ellip, sosfilt
 
 from coachtrack import loudness
 from coachtrack.profiles import Profile
@@ -24,11 +22,7 @@ Audio = npt.NDArray[np.float32]
 SOUNDING = ("speech", "cue", "chime", "countdown")
 ISLAND_MARGIN_MS = 250  # silence kept around sound, for filter and limiter tails
 MAX_ISLAND_S = 60  # longer stretches of sound are cut, so memory stays flat
-LIMITER_WINDOW_MS = 4
-ENCODER_MARGIN_DB = 1.0  # true-peak ceiling below the target: MP3 encoding adds overshoot
-ENCODER_LOWPASS_HZ = 9_000  # just under LAME's own lowpass at 64-96 kbps, 22.05 kHz
-MASTERING_STEPS = 6
-LOUDNESS_TOLERANCE_LU = 0.05
+LIMITER_WINDOW_MS = 4  # the safety limiter over overlapping sounds
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +134,9 @@ class MusicBed:
         out *= self._duck_gain(idx, speech)
         return out.astype(np.float32)
 
-    def _duck_gain(self, idx: npt.NDArray[np.int64], speech: tuple[tuple[int, int], ...]) -> npt.NDArray[np.float64]:  # fmt: skip
+    def _duck_gain(
+        self, idx: npt.NDArray[np.int64], speech: tuple[tuple[int, int], ...]
+    ) -> npt.NDArray[np.float64]:
         # Distance (in samples) to the nearest speech; inside speech it is 0.
         depth = np.zeros(len(idx))
         for s, e in speech:
@@ -152,121 +148,9 @@ class MusicBed:
         return 1.0 - smooth * (1.0 - self.duck)
 
 
-@dataclass(frozen=True, slots=True)
-class Mastering:
-    """How a track was brought to its profile's loudness."""
-
-    gain: float  # applied to every sound after its own limiting
-    ceiling: float  # linear true-peak ceiling each sound was limited to
-    measured_lufs: float  # integrated loudness of the finished mix, as planned
-
-
-def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Mastering]:
-    """Limit each sound's true peaks and find the gain that meets the loudness target.
-
-    Every distinct sound is limited once, and the mix's loudness is worked out
-    from each placed sound's K-weighted energy, so no pass renders the track.
-    `encoder_loss_db` is how much quieter the encoder will make it: aimed for above
-    the target, while the peak ceiling stays where it is (the loss is extra margin).
-    """
-    profile, timeline = mix.profile, mix.timeline
-    rate = timeline.sample_rate
-    target = profile.loudness_lufs + encoder_loss_db
-    ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
-    window = round(LIMITER_WINDOW_MS * rate / 1000)
-    meter = loudness.LoudnessMeter(rate, timeline.duration)
-    sources = _sources(mix)
-    envelopes = {key: loudness.true_peak_envelope(audio) for key, audio in sources.items()}
-    squares = {key: meter.weighted_squares(audio) for key, audio in sources.items()}
-    bed = _music_squares(mix, meter)
-
-    def measure(gain_db: float) -> tuple[float, dict[_Key, npt.NDArray[np.float64] | None]]:
-        """Loudness after limiting each sound to the ceiling at this gain."""
-        gain = loudness.db_to_gain(gain_db)
-        curves = {k: loudness.limiter_gain(env, ceiling / gain, window) for k, env in envelopes.items()}
-        meter.energy[:] = 0.0
-        for event in mix.sounding:
-            key = _key(event)
-            curve = curves[key]
-            sq = squares[key]
-            if curve is not None:  # the limiter's gain moves slowly: weight its square in
-                sq = sq.copy()
-                sq[: len(curve)] *= np.square(curve)
-            meter.add_squares(event.start, sq * gain * gain)
-        if bed is not None:
-            meter.energy += bed * gain * gain
-        return meter.integrated(), curves
-
-    raw, _ = measure(0.0)
-    if raw == -np.inf:
-        return mix, Mastering(1.0, ceiling, raw)
-    # Limiting makes loudness grow more slowly than gain: find the gain by the secant method.
-    lo_db, lo_l = 0.0, raw
-    hi_db = target - raw
-    hi_l, curves = measure(hi_db)
-    for _ in range(MASTERING_STEPS):
-        if abs(hi_l - target) < LOUDNESS_TOLERANCE_LU or hi_l == lo_l:
-            break
-        next_db = hi_db + (target - hi_l) * (hi_db - lo_db) / (hi_l - lo_l)
-        lo_db, lo_l = hi_db, hi_l
-        hi_db = next_db
-        hi_l, curves = measure(hi_db)
-    gain = loudness.db_to_gain(hi_db)
-    final = {
-        key: (audio * (gain if curves[key] is None else gain * curves[key])).astype(np.float32)
-        for key, audio in sources.items()
-    }
-    mastered = Mixer(
-        timeline,
-        {k[1]: v for k, v in final.items() if k[0] == "text"},
-        {k[1]: v for k, v in final.items() if k[0] == "sound"},
-        profile,
-        mix.music.scaled(gain) if mix.music else None,
-    )
-    return mastered, Mastering(gain, ceiling, hi_l)
-
-
-_Key = tuple[str, str]
-
-
-def _key(event: Event) -> _Key:
-    return ("text", event.text) if event.text is not None else ("sound", event.sound or "")
-
-
-def _sources(mix: Mixer) -> dict[_Key, Audio]:
-    """Every distinct sound the track plays, once, band-limited to what the encoder keeps.
-
-    The MP3 encoder cuts everything above about 9.8 kHz; removing it first means
-    the loudness and peaks we measure are the ones the encoded file will have.
-    """
-    sos = _encoder_band(mix.timeline.sample_rate)
-    return {
-        _key(e): sosfilt(sos, mix.audio_of(e).astype(np.float64)).astype(np.float32)
-        for e in mix.sounding
-    }
-
-
-@functools.cache
-def _encoder_band(rate: int) -> npt.NDArray[np.float64]:
-    return np.asarray(
-        ellip(8, 0.05, 70, ENCODER_LOWPASS_HZ, btype="low", output="sos", fs=rate),
-        dtype=np.float64,
-    )
-
-
-def _music_squares(mix: Mixer, meter: loudness.LoudnessMeter) -> npt.NDArray[np.float64] | None:
-    """The music bed's K-weighted energy per sub-block (it plays under everything)."""
-    if mix.music is None:
-        return None
-    bed = loudness.LoudnessMeter(meter.rate, meter.total)
-    chunk = MAX_ISLAND_S * meter.rate // meter.block * meter.block
-    for start in range(0, mix.timeline.duration, chunk):
-        end = min(mix.timeline.duration, start + chunk)
-        bed.add(start, mix.music.render(start, end, mix.speech_spans))
-    return bed.energy.copy()
-
-
-def pcm_chunks(mix: Mixer, parts: tuple[Island, ...], ceiling: float) -> Iterator[npt.NDArray[np.int16]]:  # fmt: skip
+def pcm_chunks(
+    mix: Mixer, parts: tuple[Island, ...], ceiling: float
+) -> Iterator[npt.NDArray[np.int16]]:
     """The finished track as consecutive int16 chunks: silence between islands is exact zero."""
     window = round(LIMITER_WINDOW_MS * mix.timeline.sample_rate / 1000)
     silence = np.zeros(mix.timeline.sample_rate * 10, dtype=np.int16)

@@ -1,0 +1,203 @@
+"""Bring a track to its profile's loudness with its true peaks under the ceiling.
+
+Each distinct sound (a spoken line, a chime) is band-limited to what the encoder
+keeps, and limited on its own true-peak envelope; the gain is then found from
+the energy each placed sound contributes to the 100 ms loudness blocks. Nothing
+renders the track: the cost is that of the distinct sounds, not of its length.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from coachtrack import dsp, loudness
+from coachtrack.mixer import Audio, Mixer
+from coachtrack.timeline import Event
+
+LIMITER_WINDOW_MS = 4
+ENCODER_MARGIN_DB = 1.0  # true-peak ceiling below the target: encoding adds overshoot
+STEPS = 8
+TOLERANCE_LU = 0.05
+# Between samples a band-limited signal rises at most a few dB above them; a sound
+# whose sample peak is this far under the ceiling cannot reach it.
+INTERSAMPLE_HEADROOM = 1.5
+Key = tuple[str, str]
+Curves = dict[Key, list[tuple[int, npt.NDArray[np.float64]]]]  # where each limiter works, and how
+
+
+@dataclass(frozen=True, slots=True)
+class Mastering:
+    """How a track was brought to its profile's loudness."""
+
+    gain: float  # applied to every sound after its own limiting
+    ceiling: float  # linear true-peak ceiling each sound was limited to
+    measured_lufs: float  # integrated loudness of the finished mix, as planned
+
+
+@dataclass(slots=True)
+class _Sound:
+    """One distinct sound: band-limited, its K-weighted energy, where it is placed."""
+
+    audio: npt.NDArray[np.float32]
+    squares: npt.NDArray[np.float32]  # K-weighted, with the filter's tail
+    spectrum: npt.NDArray[np.complex64]  # of the band-limited audio, for oversampling
+    size: int
+    peak: float
+    starts: list[int] = field(default_factory=list)
+    envelope_cache: npt.NDArray[np.float32] | None = None
+
+    def envelope(self) -> npt.NDArray[np.float32]:
+        """The true-peak envelope (4x oversampled), worked out once when first needed."""
+        if self.envelope_cache is None:
+            n = len(self.audio)
+            up = np.fft.irfft(self.spectrum, 4 * self.size)[: 4 * n] * 4
+            env = np.maximum(np.abs(up).reshape(n, 4).max(axis=1), np.abs(self.audio))
+            self.envelope_cache = env.astype(np.float32)
+        return self.envelope_cache
+
+
+def _key(event: Event) -> Key:
+    return ("text", event.text) if event.text is not None else ("sound", event.sound or "")
+
+
+def _prepare(audio: Audio, rate: int) -> _Sound:
+    """Band-limit a sound and weigh it, with one forward FFT."""
+    if rate != 22050:
+        raise ValueError("the encoder band filter is designed for 22050 Hz")
+    n, tail = len(audio), loudness.block_samples(rate)
+    size = dsp.fast_size(n + dsp.IMPULSE_SAMPLES)
+    # Single precision: ample for audio, and a third of the time of double.
+    band = np.fft.rfft(audio.astype(np.float32), size)
+    band *= dsp.frequency_response(dsp.ENCODER_BAND_22050, size)
+    k = loudness.KWeighting.for_rate(rate).sections()
+    weighted = np.fft.irfft(band * dsp.frequency_response(k, size), size)[: n + tail]
+    clean = np.fft.irfft(band, size)[:n]
+    return _Sound(
+        audio=clean,
+        squares=np.square(weighted),
+        spectrum=band,
+        size=size,
+        peak=float(np.max(np.abs(clean), initial=0.0)),
+    )
+
+
+class _Solver:
+    """The loudness of the mix at a given gain, once each sound is limited at that gain."""
+
+    def __init__(self, mix: Mixer, ceiling: float) -> None:
+        timeline = mix.timeline
+        self.rate = timeline.sample_rate
+        self.total = timeline.duration
+        self.block = loudness.block_samples(self.rate)
+        self.ceiling = ceiling
+        self.window = round(LIMITER_WINDOW_MS * self.rate / 1000)
+        first = {_key(e): e for e in reversed(mix.sounding)}
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # FFTs free the GIL
+            prepared = pool.map(lambda e: _prepare(mix.audio_of(e), self.rate), first.values())
+            self.sounds: dict[Key, _Sound] = dict(zip(first, prepared, strict=True))
+        for event in mix.sounding:
+            self.sounds[_key(event)].starts.append(event.start)
+        self.base = np.zeros(self.total // self.block + 2)
+        for sound in self.sounds.values():
+            cum = loudness.cumulative(sound.squares)
+            for start in sound.starts:
+                loudness.bin_cumulative(self.base, start, cum, self.block)
+        self.bed = _music_energy(mix, self.base)
+
+    def limits(self, gain: float) -> Curves:
+        """For each sound, the stretches its limiter works on and the gain curve there."""
+        ceiling = self.ceiling / gain
+        reach = 2 * self.window + 2
+        out: Curves = {}
+        for key, sound in self.sounds.items():
+            if sound.peak * INTERSAMPLE_HEADROOM <= ceiling:
+                continue
+            env = sound.envelope()
+            spans = dsp.segments(env > ceiling, reach)
+            if not spans:
+                continue
+            # One limiter pass over the active stretches end to end: each is padded by
+            # more than the limiter's reach, so no window sees into its neighbour.
+            joined = np.concatenate([env[a:b] for a, b in spans]).astype(np.float64)
+            curve = loudness.limiter_gain(joined, ceiling, self.window)
+            if curve is None:
+                continue
+            cuts = np.cumsum([b - a for a, b in spans])[:-1]
+            out[key] = [(a, part) for (a, _), part in zip(spans, np.split(curve, cuts), strict=True)]
+        return out
+
+    def loudness_at(self, gain_db: float) -> tuple[float, Curves]:
+        """Integrated loudness after limiting and gain, and the limiter curves used."""
+        gain = loudness.db_to_gain(gain_db)
+        curves = self.limits(gain)
+        energy = self.base.copy()
+        for key, parts in curves.items():
+            sound = self.sounds[key]
+            removed = np.zeros(len(sound.squares))
+            for a, curve in parts:
+                removed[a : a + len(curve)] = sound.squares[a : a + len(curve)] * (curve**2 - 1.0)
+            cum = loudness.cumulative(removed)
+            for start in sound.starts:
+                loudness.bin_cumulative(energy, start, cum, self.block)
+        if self.bed is not None:
+            energy += self.bed
+        return loudness.gated_loudness(energy * gain * gain, self.block, self.total), curves
+
+
+def _music_energy(mix: Mixer, like: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """The music bed's K-weighted energy per block (it plays under everything)."""
+    if mix.music is None:
+        return None
+    timeline = mix.timeline
+    meter = loudness.LoudnessMeter(timeline.sample_rate, timeline.duration)
+    chunk = 60 * meter.block * 10
+    for start in range(0, timeline.duration, chunk):
+        end = min(timeline.duration, start + chunk)
+        meter.add(start, mix.music.render(start, end, mix.speech_spans))
+    return meter.energy[: len(like)].copy()
+
+
+def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Mastering]:
+    """The same mix with every sound limited and scaled to meet the profile's targets.
+
+    `encoder_loss_db` is how much quieter the encoder makes the file: aimed for
+    above the target, while the ceiling stays put (the loss is extra margin).
+    """
+    profile = mix.profile
+    target = profile.loudness_lufs + encoder_loss_db
+    ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
+    solver = _Solver(mix, ceiling)
+    raw, curves = solver.loudness_at(0.0)
+    if raw == -math.inf:
+        return mix, Mastering(1.0, ceiling, raw)
+    # Limiting makes loudness grow more slowly than gain: find the gain by the secant method.
+    lo_db, lo_l = 0.0, raw
+    hi_db = target - raw
+    hi_l, curves = solver.loudness_at(hi_db)
+    for _ in range(STEPS):
+        if abs(hi_l - target) < TOLERANCE_LU or hi_l == lo_l:
+            break
+        next_db = hi_db + (target - hi_l) * (hi_db - lo_db) / (hi_l - lo_l)
+        lo_db, lo_l, hi_db = hi_db, hi_l, next_db
+        hi_l, curves = solver.loudness_at(hi_db)
+    gain = loudness.db_to_gain(hi_db)
+    finished: dict[Key, Audio] = {}
+    for key, sound in solver.sounds.items():
+        audio = sound.audio * gain
+        for a, curve in curves.get(key, []):
+            audio[a : a + len(curve)] *= curve
+        finished[key] = audio.astype(np.float32)
+    mastered = Mixer(
+        mix.timeline,
+        {k[1]: v for k, v in finished.items() if k[0] == "text"},
+        {k[1]: v for k, v in finished.items() if k[0] == "sound"},
+        profile,
+        mix.music.scaled(gain) if mix.music else None,
+    )
+    return mastered, Mastering(gain, ceiling, hi_l)
