@@ -1,145 +1,475 @@
-"""Runs the stages for each routine: script, speech, timeline, mix, export."""
+"""Runs the stages for each track: script, speech, timeline, mastering, export.
+
+Tracks are independent once their speech is synthesized, so they render in
+parallel (one forked worker per track, `jobs` at a time). A track whose inputs
+have not changed since it was written is left alone: its fingerprint (routine,
+profile, voice, engine, format, music, coachtrack version) is kept in the LRC
+written beside it, last, so a track with a matching LRC is complete.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+import hashlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 
-from coachtrack import SAMPLE_RATE, export, mastering, mixer, sounds
+from coachtrack import SAMPLE_RATE, __version__, export, mastering, mixer, page, sounds
+from coachtrack.errors import BuildError, UserError
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
-from coachtrack.script import Script, make_script
+from coachtrack.script import Script, make_script, make_session_script
 from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest
-from coachtrack.timeline import Timeline, build_timeline
+from coachtrack.timeline import Timeline, build_timeline, cue_sheet, with_music
 
 Audio = npt.NDArray[np.float32]
 Format = Literal["mp3", "m4a", "wav"]
+FORMATS: tuple[Format, ...] = ("mp3", "m4a", "wav")
 GENRE = "Fitness"
-Progress = Callable[[str, int, int], None]  # stage, done, total
+Progress = Callable[[str, int, int], None]  # what is happening, done, total
 
 
 @dataclass(frozen=True, slots=True)
 class BuildOptions:
-    """How `build` renders tracks, beside the routines and profiles."""
+    """How tracks are rendered, beside the routines and profiles."""
 
     out_dir: Path = Path("audio_out")
     fmt: Format = "mp3"
     voice: str | None = None
     jobs: int = 2
+    force: bool = False
+    music: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Track:
+    """One output file to make: a routine, or a session of several, in one profile."""
+
+    id: str
+    title: str
+    routines: tuple[Routine, ...]
+    profile: Profile
+    path: Path
+    fmt: Format
 
 
 @dataclass(frozen=True, slots=True)
 class Planned:
-    """One routine in one profile, timed, with every sound it plays."""
+    """A track, timed, with every sound it plays."""
 
-    routine: Routine
-    profile: Profile
+    track: Track
     script: Script
     timeline: Timeline
     clips: Mapping[str, Audio]
     sounds: Mapping[str, Audio]
 
 
+@dataclass(slots=True)
+class Timings:
+    """Seconds spent per stage, printed when COACHTRACK_TIMINGS=1."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        """Time a block of work as part of stage `name`."""
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.add(name, time.perf_counter() - start)
+
+    def add(self, name: str, seconds: float) -> None:
+        """Count `seconds` towards stage `name`."""
+        self.seconds[name] = self.seconds.get(name, 0.0) + seconds
+
+    def merge(self, other: Mapping[str, float]) -> None:
+        """Add another worker's figures."""
+        for name, seconds in other.items():
+            self.add(name, seconds)
+
+    def report(self) -> None:
+        """Print `timing: STAGE SECONDS` lines to stderr, if asked to."""
+        if os.environ.get("COACHTRACK_TIMINGS") == "1":
+            for name, seconds in self.seconds.items():
+                print(f"timing: {name} {seconds:.3f}", file=sys.stderr)
+
+
 class Studio:
-    """Speech engine and cache, shared by every track of one run."""
+    """The speech engine and its cache, shared by every track of one run."""
 
     def __init__(self, engine: SpeechEngine, cache: SpeechCache, *, voice: str | None = None,
-                 jobs: int = 2) -> None:  # fmt: skip
+                 jobs: int = 2, timings: Timings | None = None) -> None:  # fmt: skip
         self.engine = engine
         self.cache = cache
         self.voice = voice
         self.jobs = jobs
+        self.timings = timings or Timings()
 
-    def voice_for(self, routine: Routine) -> str:
-        """The voice a routine is spoken in: the one asked for, or its language's."""
-        return self.voice or self.engine.voice_for(routine.language)
+    def voice_for(self, language: str) -> str:
+        """The voice a language is spoken in: the one asked for, or its default."""
+        return self.voice or self.engine.voice_for(language)
 
-    def plan(self, routine: Routine, profile: Profile) -> Planned:
-        """Script the routine, speak every line it may need, and place it all in time."""
-        script = make_script(routine, profile, phrasebook(routine.language))
-        voice = self.voice_for(routine)
-        requests = {text: SpeechRequest(text, voice, profile.rate_wpm) for text in script.texts()}
-        spoken = self.cache.clips(requests.values(), jobs=self.jobs)
-        clips = {text: spoken[request] for text, request in requests.items()}
-        sound_set = sounds.sound_set(profile.chimes, SAMPLE_RATE)
-        timeline = build_timeline(
-            script,
-            {text: len(clip) for text, clip in clips.items()},
-            {name: len(audio) for name, audio in sound_set.items()},
-            SAMPLE_RATE,
-        )
-        return Planned(routine, profile, script, timeline, clips, sound_set)
+    def script(self, track: Track) -> Script:
+        """What the track says and does."""
+        language = _language(track.routines)
+        book = phrasebook(language)
+        if len(track.routines) == 1:
+            return make_script(track.routines[0], track.profile, book)
+        return make_session_script(track.id, track.title, track.routines, track.profile, book)
+
+    def speak(self, scripts: Sequence[Script]) -> dict[tuple[str, int, str], Audio]:
+        """Every line of these scripts, synthesized (or from the cache) in one batch."""
+        wanted: dict[tuple[str, int, str], SpeechRequest] = {}
+        for script in scripts:
+            voice = self.voice_for(script.language)
+            for text in script.texts():
+                request = SpeechRequest(text, voice, script.profile.rate_wpm)
+                wanted[(voice, request.rate_wpm, text)] = request
+        with self.timings.stage("synthesis"):
+            clips = self.cache.clips(wanted.values(), jobs=self.jobs)
+        return {key: clips[request] for key, request in wanted.items()}
+
+    def plan(self, track: Track) -> Planned:
+        """Script, speak and time one track."""
+        return self.plan_all([track])[0]
+
+    def plan_all(self, tracks: Sequence[Track]) -> list[Planned]:
+        """Script, speak and time several tracks, synthesizing their lines together."""
+        scripts = [self.script(track) for track in tracks]
+        spoken = self.speak(scripts)
+        planned = []
+        with self.timings.stage("plan"):
+            for track, script in zip(tracks, scripts, strict=True):
+                voice = self.voice_for(script.language)
+                clips = {t: spoken[(voice, script.profile.rate_wpm, t)] for t in script.texts()}
+                sound_set = sounds.sound_set(track.profile.chimes, SAMPLE_RATE)
+                timeline = build_timeline(
+                    script,
+                    {text: len(clip) for text, clip in clips.items()},
+                    {name: len(audio) for name, audio in sound_set.items()},
+                    SAMPLE_RATE,
+                )
+                planned.append(Planned(track, script, timeline, clips, sound_set))
+        return planned
+
+
+def _language(routines: Sequence[Routine]) -> str:
+    languages = {r.language for r in routines}
+    if len(languages) > 1:
+        names = ", ".join(f"{r.id} ({r.language})" for r in routines)
+        raise UserError(f"a session speaks one language; these differ: {names}")
+    return routines[0].language
+
+
+def routine_track(routine: Routine, profile: Profile, options: BuildOptions) -> Track:
+    """The track `build` makes of a routine: `OUT/PROFILE/ID.FORMAT`."""
+    path = options.out_dir / profile.name / f"{routine.id}.{options.fmt}"
+    return Track(routine.id, routine.title, (routine,), profile, path, options.fmt)
+
+
+def session_track(routines: Sequence[Routine], profile: Profile, path: Path) -> Track:
+    """The track `mix` makes of several routines, written to `path`."""
+    fmt = path.suffix.lower().lstrip(".")
+    if fmt not in FORMATS:
+        raise UserError(f"--out: {path} must end in .mp3, .m4a or .wav")
+    title = " + ".join(r.title for r in routines)
+    session_id = path.stem
+    return Track(session_id, title, tuple(routines), profile, path, fmt)  # type: ignore[arg-type]
 
 
 def track_info(planned: Planned) -> export.TrackInfo:
     """Tags, chapters and transcript of a planned track."""
-    timeline, routine = planned.timeline, planned.routine
+    timeline, routines = planned.timeline, planned.track.routines
     ms = timeline.to_ms
+    sources = "; ".join(dict.fromkeys(r.source for r in routines if r.source))
+    safety = " ".join(dict.fromkeys(r.safety for r in routines if r.safety))
     comment = " ".join(
-        part for part in (
-            f"Source: {routine.source}." if routine.source else "",
-            f"Safety: {routine.safety}" if routine.safety else "",
-        ) if part
+        part for part in (f"Source: {sources}." if sources else "",
+                          f"Safety: {safety}" if safety else "") if part
     )  # fmt: skip
     return export.TrackInfo(
-        title=routine.title,
-        album=planned.profile.name,
+        title=planned.track.title,
+        album=planned.track.profile.name,
         genre=GENRE,
-        comment=comment or routine.title,
-        language=routine.language,
+        comment=comment or planned.track.title,
+        language=timeline.language,
         duration_ms=ms(timeline.duration),
-        chapters=tuple(export.Chapter(c.title, ms(c.start), ms(c.end)) for c in timeline.chapters),
+        chapters=tuple(
+            export.Chapter(c.title, ms(c.start), ms(c.end)) for c in timeline.chapters
+        ),
         transcript=tuple((ms(e.start), e.text) for e in timeline.spoken() if e.text),
     )
 
 
-def render(planned: Planned, path: Path, fmt: Format) -> None:
-    """Mix, master and encode one planned track to `path`, with its LRC beside it."""
-    mix = mixer.Mixer(planned.timeline, planned.clips, planned.sounds, planned.profile)
-    mastered, result = mastering.master(mix, encoder_loss_db=export.LEVEL_LOSS_DB[fmt])
+def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> str:
+    """A digest of everything that decides a track's bytes."""
+    def clean(routine: Routine) -> dict[str, Any]:
+        data = dataclasses.asdict(routine)
+        data.pop("path", None)
+        return _without_where(data)
+
+    digest = hashlib.sha256()
+    content = {
+        "coachtrack": __version__,
+        "routines": [clean(r) for r in track.routines],
+        "title": track.title,
+        "profile": dataclasses.asdict(track.profile),
+        "voice": voice,
+        "engine": engine,
+        "format": track.fmt,
+        "music": _file_digest(music) if music else None,
+    }
+    digest.update(json.dumps(content, sort_keys=True, ensure_ascii=False).encode())
+    return digest.hexdigest()[:32]
+
+
+def _without_where(value: Any) -> Any:
+    """Drop source locations: moving a line in the file does not change the track."""
+    if isinstance(value, dict):
+        return {k: _without_where(v) for k, v in value.items() if k != "where"}
+    if isinstance(value, list | tuple):
+        return [_without_where(v) for v in value]
+    return value
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _lrc_path(track: Track) -> Path:
+    return track.path.with_suffix(".lrc")
+
+
+def is_up_to_date(track: Track, stamp: str) -> bool:
+    """True when the track and its LRC exist and the LRC carries this fingerprint."""
+    lrc = _lrc_path(track)
+    if not (track.path.is_file() and lrc.is_file()):
+        return False
+    with lrc.open(encoding="utf-8", errors="replace") as stream:
+        head = stream.read(4096)
+    return _stamp_line(stamp) in head.splitlines()
+
+
+def _stamp_line(stamp: str) -> str:
+    return f"[re:coachtrack {__version__} build {stamp}]"
+
+
+def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) -> None:
+    """Mix, master and encode one planned track, then its page, then its LRC (last)."""
+    track, timeline = planned.track, planned.timeline
+    bed = None
+    if music is not None:
+        timeline = with_music(timeline)
+        bed = mixer.MusicBed(music, rate=SAMPLE_RATE, duration=timeline.duration, level_db=0.0,
+                             duck_db=track.profile.music_duck_db)  # fmt: skip
+    mix = mixer.Mixer(timeline, planned.clips, planned.sounds, track.profile, bed)
+    with timings.stage("loudness"):
+        mastered, result = mastering.master(mix, encoder_loss_db=export.LEVEL_LOSS_DB[track.fmt])
     info = track_info(planned)
+    parts = mixer.islands(timeline, music=bed is not None)
+    chunks = _timed(mixer.pcm_chunks(mastered, parts, result.ceiling), timings, "mix")
+    start = time.perf_counter()
     export.write_track(
-        path,
-        mixer.pcm_chunks(mastered, mixer.islands(planned.timeline), result.ceiling),
-        n_samples=planned.timeline.duration,
-        sample_rate=planned.timeline.sample_rate,
+        track.path,
+        chunks,
+        n_samples=timeline.duration,
+        sample_rate=timeline.sample_rate,
         info=info,
-        fmt=fmt,
-        bitrate_kbps=planned.profile.bitrate_kbps,
+        fmt=track.fmt,
+        bitrate_kbps=track.profile.bitrate_kbps,
     )
-    export.write_lrc(path.with_suffix(".lrc"), info)
+    timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
+    sheet = cue_sheet(timeline)
+    html = page.session_page(sheet, title=track.title, audio_file=track.path.name,
+                             profile=track.profile.name)  # fmt: skip
+    page.write_page(track.path.with_suffix(".html"), html)
+    # The LRC goes last and carries the fingerprint: its presence marks the track complete.
+    page.write_page(_lrc_path(track), f"{_stamp_line(stamp)}\n{export.lrc_text(info)}")
 
 
-def track_path(out_dir: Path, profile: Profile, routine: Routine, fmt: Format) -> Path:
-    """Where `build` writes a routine's track: `OUT/PROFILE/ID.FORMAT`."""
-    return out_dir / profile.name / f"{routine.id}.{fmt}"
+def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:
+    """The same chunks, with the time spent making them counted as stage `name`."""
+    while True:
+        start = time.perf_counter()
+        try:
+            chunk = next(chunks)
+        except StopIteration:
+            timings.add(name, time.perf_counter() - start)
+            return
+        timings.add(name, time.perf_counter() - start)
+        yield chunk
+
+
+def write_folder_files(folder: Path) -> None:
+    """The playlist and the index page of a profile folder, from the tracks in it."""
+    export.write_playlist(folder)
+    rows = []
+    for html in sorted(folder.glob("*.html")):
+        if html.name == "index.html" or html.name.startswith("."):
+            continue
+        tracks = [html.with_suffix(f".{fmt}") for fmt in FORMATS]
+        track = next((t for t in tracks if t.is_file()), None)
+        if track is None:
+            continue
+        summary = export.read_track_info(track)
+        rows.append((html.name, summary.title, summary.duration_ms))
+    page.write_page(folder / "index.html", page.index_page(rows, profile=folder.name))
 
 
 def build_all(
     studio: Studio,
-    routines: Sequence[Routine],
-    profiles: Sequence[Profile],
+    tracks: Sequence[Track],
     options: BuildOptions,
     progress: Progress | None = None,
 ) -> list[Path]:
-    """Render every routine in every profile, and each profile folder's playlist."""
-    written: list[Path] = []
-    jobs = [(routine, profile) for profile in profiles for routine in routines]
-    for done, (routine, profile) in enumerate(jobs):
-        if progress:
-            progress(f"{profile.name}/{routine.id}", done, len(jobs))
-        path = track_path(options.out_dir, profile, routine, options.fmt)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        render(studio.plan(routine, profile), path, options.fmt)
-        written.append(path)
-    for folder in sorted({p.parent for p in written}):
-        export.write_playlist(folder)
+    """Render every track that is not up to date; return every track's path."""
+    music = _music(options, tracks)
+    stamps = {
+        t.path: fingerprint(t, studio.voice_for(_language(t.routines)), studio.engine.name,
+                            options.music)
+        for t in tracks
+    }  # fmt: skip
+    todo = [t for t in tracks if options.force or not is_up_to_date(t, stamps[t.path])]
     if progress:
-        progress("done", len(jobs), len(jobs))
-    return written
+        progress("speaking", 0, len(todo))
+    planned = studio.plan_all(todo)
+    for track in todo:
+        track.path.parent.mkdir(parents=True, exist_ok=True)
+
+    def work(i: int) -> Timings:
+        timings = Timings()
+        render(planned[i], stamps[planned[i].track.path], music, timings)
+        return timings
+
+    for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
+        studio.timings.merge(timings.seconds)
+        if progress:
+            progress("rendering", done, len(planned))
+    for folder in sorted({t.path.parent for t in todo}):
+        write_folder_files(folder)
+    studio.timings.report()
+    return [t.path for t in tracks]
+
+
+def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
+    if options.music is None:
+        return None
+    refused = sorted({t.profile.name for t in tracks if not t.profile.music_allowed})
+    if refused:
+        raise UserError(
+            f"--music: the {', '.join(refused)} profile has no music bed "
+            "(it must not wake a sleeping partner); leave out --music or that profile"
+        )
+    from coachtrack.music import load_music
+
+    return load_music(options.music, SAMPLE_RATE)
+
+
+def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Iterator[Timings]:
+    """Run `work(i)` for every i, in up to `jobs` forked workers; yield as each finishes."""
+    if jobs <= 1 or count <= 1 or not hasattr(os, "fork"):
+        for i in range(count):
+            yield work(i)
+        return
+    running: dict[int, tuple[int, int]] = {}  # pid -> (index, read end of its pipe)
+    pending = list(range(count))
+    failures: list[str] = []
+    try:
+        while pending or running:
+            while pending and len(running) < jobs and not failures:
+                i = pending.pop(0)
+                pid, fd = _fork_worker(work, i)
+                running[pid] = (i, fd)
+            if not running:
+                break
+            pid, status = os.wait()
+            if pid not in running:
+                continue
+            _, fd = running.pop(pid)
+            outcome = _read_all(fd)
+            if os.waitstatus_to_exitcode(status) == 0:
+                yield Timings(json.loads(outcome))
+            else:
+                failures.append(outcome or f"a worker stopped with status {status}")
+    except BaseException:
+        for pid in running:
+            with _ignoring(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
+        for pid in running:
+            with _ignoring(ChildProcessError):
+                os.waitpid(pid, 0)
+        raise
+    if failures:
+        raise BuildError("\n".join(failures))
+
+
+def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the worker: render, report through the pipe, and never return
+        os.close(read)
+        code = 0
+        try:
+            message = json.dumps(work(i).seconds)
+        except KeyboardInterrupt:
+            message, code = "interrupted", 130
+        except (BuildError, OSError) as error:
+            message, code = str(error), 1
+        except BaseException as error:  # a bug: keep its traceback for the report
+            import traceback
+
+            message, code = "".join(traceback.format_exception(error)), 1
+        with os.fdopen(write, "w", encoding="utf-8") as stream:
+            stream.write(message)
+        os._exit(code)
+    os.close(write)
+    return pid, read
+
+
+def _read_all(fd: int) -> str:
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as stream:
+        return stream.read()
+
+
+@contextmanager
+def _ignoring(*errors: type[BaseException]) -> Iterator[None]:
+    try:
+        yield
+    except errors:
+        pass
+
+
+def mix_session(
+    studio: Studio, track: Track, options: BuildOptions, progress: Progress | None = None
+) -> Path:
+    """Render several routines as one continuous session track, with its playlist entry."""
+    if progress:
+        progress("speaking", 0, 1)
+    music = _music(options, [track])
+    stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
+                        options.music)  # fmt: skip
+    planned = studio.plan(track)
+    track.path.parent.mkdir(parents=True, exist_ok=True)
+    timings = Timings()
+    render(planned, stamp, music, timings)
+    studio.timings.merge(timings.seconds)
+    write_folder_files(track.path.parent)
+    studio.timings.report()
+    return track.path

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -11,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from coachtrack import __version__, build
+from coachtrack import __version__, build, page
 from coachtrack.errors import BuildError, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
@@ -61,6 +62,24 @@ def _one_routine(path: Path) -> Routine:
     return routines[0]
 
 
+def _format(fmt: str) -> build.Format:
+    if fmt not in build.FORMATS:
+        raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
+    return fmt  # type: ignore[return-value]
+
+
+def _out_folder(out: Path) -> Path:
+    """`--out` as a folder we can write in, or a build error saying why not."""
+    for parent in (out, *out.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise BuildError(f"--out: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise BuildError(f"--out: cannot write in {parent}")
+            break
+    return out
+
+
 @contextmanager
 def _progress_bar() -> Iterator[build.Progress | None]:
     """A progress bar on a terminal; nothing when stdout is piped or captured."""
@@ -90,15 +109,27 @@ def plan(
     path: Annotated[Path, typer.Argument(help="A routine file.")],
     profile: Annotated[str, typer.Option("--profile", "-p")] = "phone",
     as_json: Annotated[bool, typer.Option("--json", help="The cue sheet as JSON.")] = False,
+    svg: Annotated[Path | None, typer.Option(help="Write the timeline picture (SVG) here.")] = None,
     voice: VoiceOpt = None,
 ) -> None:
     """Show the timeline of a track. Example: coachtrack plan routines/hamstring-cramps.yaml --json"""
     routine = _one_routine(path)
-    planned = _studio(voice, 2).plan(routine, get_profile(profile))
+    options = build.BuildOptions()
+    track = build.routine_track(routine, get_profile(profile), options)
+    planned = _studio(voice, 2).plan(track)
+    if svg is not None:
+        page.write_page(svg, page.timeline_svg(cue_sheet(planned.timeline)))
+        return
     if as_json:
         typer.echo(json.dumps(cue_sheet(planned.timeline), indent=2, ensure_ascii=False))
     else:
         typer.echo(plan_text(planned.timeline), nl=False)
+
+
+MusicOpt = Annotated[
+    Path | None,
+    typer.Option(help="A music bed under the voice (mp3, wav, ogg, m4a); not for bedside."),
+]
 
 
 @app.command(name="build")
@@ -108,33 +139,53 @@ def build_cmd(
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("audio_out"),
     fmt: Annotated[str, typer.Option("--format", help="mp3, m4a or wav.")] = "mp3",
     voice: VoiceOpt = None,
+    music: MusicOpt = None,
     jobs: JobsOpt = 2,
+    force: Annotated[bool, typer.Option(help="Rebuild even tracks that are up to date.")] = False,
 ) -> None:
     """Render tracks into OUT/PROFILE/. Example: coachtrack build routines/ -p phone -p gym"""
-    if fmt not in ("mp3", "m4a", "wav"):
-        raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
+    options = build.BuildOptions(out_dir=out, fmt=_format(fmt), voice=voice, jobs=jobs,
+                                 force=force, music=music)  # fmt: skip
     routines = load_routines(paths or DEFAULT_PATHS)
     profiles = _profiles(profile)
-    if out.exists() and not out.is_dir():
-        raise BuildError(f"--out: {out} exists and is not a folder")
-    options = build.BuildOptions(out_dir=out, fmt=fmt, voice=voice, jobs=jobs)  # type: ignore[arg-type]
+    _out_folder(out)
+    tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
     with _progress_bar() as progress:
-        written = build.build_all(_studio(voice, jobs), routines, profiles, options, progress)
+        written = build.build_all(_studio(voice, jobs), tracks, options, progress)
     for path in written:
         typer.echo(str(path))
+
+
+@app.command()
+def mix(
+    paths: Annotated[list[Path], typer.Argument(help="Routine files, in the order to play them.")],
+    out: Annotated[Path, typer.Option(help="The session file (.mp3, .m4a or .wav).")],
+    profile: Annotated[str, typer.Option("--profile", "-p")] = "phone",
+    music: MusicOpt = None,
+    voice: VoiceOpt = None,
+) -> None:
+    """Render several routines as one session. Example: coachtrack mix a.yaml b.yaml --out s.mp3"""
+    routines = load_routines(paths)
+    track = build.session_track(routines, get_profile(profile), out)
+    _out_folder(out.parent)
+    options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
+    with _progress_bar() as progress:
+        typer.echo(str(build.mix_session(_studio(voice, 2), track, options, progress)))
 
 
 @app.command(name="list")
 def list_cmd(paths: PathsArg = None, voice: VoiceOpt = None) -> None:
     """List routines with their length in each profile. Example: coachtrack list"""
     routines = load_routines(paths or DEFAULT_PATHS)
-    studio = _studio(voice, 2)
+    options = build.BuildOptions()
     names = list(PROFILES)
+    tracks = [build.routine_track(r, PROFILES[n], options) for r in routines for n in names]
+    planned = iter(_studio(voice, 2).plan_all(tracks))
     typer.echo(f"{'id':<32} {'steps':>5}  " + "  ".join(f"{n:>9}" for n in names) + "  title")
     for routine in routines:
         lengths = []
-        for name in names:
-            timeline = studio.plan(routine, PROFILES[name]).timeline
+        for _ in names:
+            timeline = next(planned).timeline
             lengths.append(format_ms(timeline.to_ms(timeline.duration))[:-4])
         row = f"{routine.id:<32} {len(routine.steps):>5}  " + "  ".join(f"{x:>9}" for x in lengths)
         typer.echo(f"{row}  {routine.title}")

@@ -109,10 +109,23 @@ class _Solver:
             for start in sound.starts:
                 loudness.bin_cumulative(self.base, start, cum, self.block)
         self.bed = _music_energy(mix, self.base)
+        self.music_gain = 1.0
+        if self.bed is not None:
+            # The bed sits `music_level_db` under the speech, whatever the file's own level.
+            speech = loudness.gated_loudness(self.base, self.block, self.total)
+            music = loudness.gated_loudness(self.bed, self.block, self.total)
+            if math.isfinite(speech) and math.isfinite(music):
+                self.music_gain = loudness.db_to_gain(speech + mix.profile.music_level_db - music)
+            self.bed *= self.music_gain**2
+        # Voices are limited one by one; the bed plays under them, ducked. Leave it room.
+        self.bed_peak = 0.0
+        if mix.music is not None:
+            ducked = mix.music.level * mix.music.duck * self.music_gain
+            self.bed_peak = float(np.max(np.abs(mix.music.audio))) * ducked
 
     def limits(self, gain: float) -> Curves:
         """For each sound, the stretches its limiter works on and the gain curve there."""
-        ceiling = self.ceiling / gain
+        ceiling = max(self.ceiling / gain - self.bed_peak, self.ceiling / gain / 4)
         reach = 2 * self.window + 2
         out: Curves = {}
         for key, sound in self.sounds.items():
@@ -198,6 +211,6 @@ def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Masterin
         {k[1]: v for k, v in finished.items() if k[0] == "text"},
         {k[1]: v for k, v in finished.items() if k[0] == "sound"},
         profile,
-        mix.music.scaled(gain) if mix.music else None,
+        mix.music.scaled(gain * solver.music_gain) if mix.music else None,
     )
     return mastered, Mastering(gain, ceiling, hi_l)

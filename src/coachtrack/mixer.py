@@ -33,12 +33,15 @@ class Island:
     end: int
 
 
-def islands(timeline: Timeline) -> tuple[Island, ...]:
-    """The stretches that hold sound, on the 100 ms grid; everything else is silence."""
+def islands(timeline: Timeline, *, music: bool = False) -> tuple[Island, ...]:
+    """The stretches that hold sound, on the 100 ms grid; everything else is silence.
+
+    Under a music bed the whole track sounds: it is one island (cut into pieces).
+    """
     grid = loudness.block_samples(timeline.sample_rate)
     margin = round(ISLAND_MARGIN_MS * timeline.sample_rate / 1000)
     longest = MAX_ISLAND_S * timeline.sample_rate // grid * grid
-    if any(e.kind == "music" for e in timeline.events):
+    if music or any(e.kind == "music" for e in timeline.events):
         spans = [(0, timeline.duration)]
     else:
         spans = sorted((e.start, e.end) for e in timeline.events if e.kind in SOUNDING)
@@ -161,8 +164,11 @@ def pcm_chunks(
             yield silence[:n]
             cursor += n
         if part.end > part.start:
-            # Sounds were limited one by one; where two overlap, this catches the sum.
-            yield to_int16(loudness.limit(mix.render(part.start, part.end), ceiling, window))
+            # Sounds were limited one by one; where two overlap, this catches the sum
+            # (on true peaks when a music bed runs under everything).
+            audio = mix.render(part.start, part.end)
+            level = loudness.true_peak_envelope(audio) if mix.music is not None else None
+            yield to_int16(loudness.limit(audio, ceiling, window, level))
             cursor = part.end
 
 

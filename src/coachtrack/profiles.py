@@ -33,7 +33,8 @@ class Profile:
     fade_in_ms: int  # gentle start of the whole track
     music_allowed: bool
     music_duck_db: float  # how far a music bed dips under speech
-    music_level_db: float  # music bed level relative to the speech level
+    music_level_db: float  # bed loudness relative to the speech's (a quieter bed dilutes
+    # integrated loudness with quiet blocks, so the voice would be pushed into the limiter)
     first_speech_ms: int  # where the first line starts (after the start chime)
     gap_ms: int  # silence between two spoken lines
     chime_lead_ms: int  # end of speech -> onset of a hold's start chime (>= 300)
@@ -60,7 +61,7 @@ PHONE = Profile(
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=8.0,
-    music_level_db=-14.0,
+    music_level_db=-8.0,
     first_speech_ms=1_300,
     gap_ms=450,
     chime_lead_ms=400,
@@ -114,7 +115,7 @@ GYM = Profile(
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=10.0,
-    music_level_db=-12.0,
+    music_level_db=-6.0,
     first_speech_ms=700,
     gap_ms=300,
     chime_lead_ms=300,

@@ -143,10 +143,45 @@ def make_script(routine: Routine, profile: Profile, book: Phrasebook) -> Script:
     )
 
 
-def _opening(routine: Routine, profile: Profile, book: Phrasebook) -> Iterator[Item]:
+def make_session_script(
+    session_id: str,
+    title: str,
+    routines: Sequence[Routine],
+    profile: Profile,
+    book: Phrasebook,
+) -> Script:
+    """Several routines as one continuous track, each announced, with one finish."""
+    items: list[Item] = [ChimeItem("start")]
+    for r, routine in enumerate(routines, start=1):
+        if r > 1:
+            items.append(Gap(profile.step_gap_ms * 2))
+        # The announcement belongs to the routine's first chapter.
+        announce = Line(book.session.format(n=r, title=routine.title))
+        body = [*_opening(routine, profile, book, welcome=False)]
+        for n, step in enumerate(routine.steps, start=1):
+            body.extend(_step_items(n, step, profile, book, first=n == 1))
+        body.extend(_closing(routine, profile, book, finish=False))
+        mark = next(i for i, item in enumerate(body) if isinstance(item, ChapterMark))
+        items.extend([body[mark], announce, *body[:mark], *body[mark + 1 :]])
+    items.append(Line(book.finish))
+    items.append(ChimeItem("end"))
+    return Script(
+        routine_id=session_id,
+        title=title,
+        language=book.language,
+        profile=profile,
+        book=book,
+        items=tuple(items),
+    )
+
+
+def _opening(
+    routine: Routine, profile: Profile, book: Phrasebook, *, welcome: bool = True
+) -> Iterator[Item]:
     if profile.intro == "none":
         return
-    yield Line(book.welcome.format(title=routine.title))
+    if welcome:
+        yield Line(book.welcome.format(title=routine.title))
     if profile.intro == "full":
         yield from (Line(text) for text in routine.intro)
     if routine.equipment:
@@ -155,11 +190,14 @@ def _opening(routine: Routine, profile: Profile, book: Phrasebook) -> Iterator[I
         yield Line(routine.safety)
 
 
-def _closing(routine: Routine, profile: Profile, book: Phrasebook) -> Iterator[Item]:
+def _closing(
+    routine: Routine, profile: Profile, book: Phrasebook, *, finish: bool = True
+) -> Iterator[Item]:
     yield from (Line(text) for text in routine.outro)
     if routine.safety and profile.safety_at_end:
         yield Line(book.safety_note.format(safety=routine.safety))
-    yield Line(book.finish)
+    if finish:
+        yield Line(book.finish)
 
 
 def _step_items(
