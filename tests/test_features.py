@@ -1,0 +1,196 @@
+"""Profiles, music, sessions, formats and rebuilds, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .e2e import RATE, decode, ebur128, ffprobe_chapters, run_cli, samples
+
+pytestmark = pytest.mark.engine
+DATA = Path(__file__).parent / "data"
+SHORT = DATA / "short.yaml"
+TARGETS = {"phone": (-16.0, -1.5), "bedside": (-26.0, -1.5), "gym": (-14.0, -1.0)}
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def three(tmp_path_factory: pytest.TempPathFactory, cache: Path) -> Path:
+    """The short routine built once in all three profiles, in one run."""
+    out = tmp_path_factory.mktemp("three")
+    args = ["build", str(SHORT), "--out", str(out), "-p", "phone", "-p", "bedside", "-p", "gym"]
+    result = run_cli(*args, cache=cache)
+    assert result.returncode == 0, result.stderr
+    return out
+
+
+def sheet(profile: str, cache: Path, path: Path = SHORT) -> dict:
+    result = run_cli("plan", str(path), "--profile", profile, "--json", cache=cache)
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.mark.parametrize("profile", sorted(TARGETS))
+def test_each_profile_meets_its_loudness_and_peak_targets(three: Path, profile: str) -> None:
+    lufs, peak = ebur128(three / profile / "short.mp3")
+    target, ceiling = TARGETS[profile]
+    assert abs(lufs - target) <= 1.0
+    assert peak <= ceiling
+
+
+def test_bedside_starts_at_once_softly_and_has_no_countdown(three: Path, cache: Path) -> None:
+    plan = sheet("bedside", cache)
+    first = next(e for e in plan["events"] if e["kind"] == "speech")
+    assert first["start_ms"] <= 2000
+    assert not [e for e in plan["events"] if e["kind"] == "countdown"]
+    pcm = decode(three / "bedside" / "short.mp3").astype(np.float64) / 32768
+    spoken = pcm[samples(first["start_ms"]) : samples(first["end_ms"])]
+    assert 10 * np.log10(np.mean(spoken**2)) > -50  # audible, if quiet
+    # the start chime is there, and audible, even under the fade-in
+    chime = next(e for e in plan["events"] if e["kind"] == "chime")
+    assert chime["sound"] == "start"
+    ring = pcm[samples(chime["start_ms"]) : samples(first["start_ms"])]
+    assert np.abs(ring).max() > 10 ** (-45 / 20)
+
+
+def test_gym_takes_the_shortest_hold_and_counts_down_aloud(cache: Path) -> None:
+    gym, phone = sheet("gym", cache), sheet("phone", cache)
+
+    def first_hold(plan: dict) -> int:
+        hold = next(e for e in plan["events"] if e["kind"] == "hold")
+        return int(hold["end_ms"] - hold["start_ms"])
+
+    assert first_hold(gym) == 10_000 and first_hold(phone) == 12_000
+    counts = [e.get("text") for e in gym["events"] if e["kind"] == "countdown"]
+    assert counts[:3] == ["Three", "Two", "One"]
+
+
+def test_speech_is_slowest_at_bedside_and_briskest_at_the_gym(cache: Path) -> None:
+    def length(profile: str) -> int:
+        plan = sheet(profile, cache)
+        line = next(e for e in plan["events"] if e.get("text") == "Reach for your right foot.")
+        return int(line["end_ms"] - line["start_ms"])
+
+    assert length("bedside") > length("phone") > length("gym")
+
+
+def tone_level(pcm: np.ndarray, start_ms: float, end_ms: float, freq: float) -> float:
+    """Level (dB) of one frequency in a stretch: how loud the music bed is there."""
+    x = pcm[samples(start_ms) : samples(end_ms)].astype(np.float64) / 32768
+    t = np.arange(len(x)) / RATE
+    amp = 2 * np.abs(np.mean(x * np.exp(-2j * np.pi * freq * t)))
+    return float(20 * np.log10(amp + 1e-12))
+
+
+def test_music_bed_is_audible_in_holds_and_ducked_under_speech(tmp_path: Path, cache: Path) -> None:
+    music = tmp_path / "bed.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "sine=frequency=73:duration=7",
+         "-ar", "44100", str(music)], check=True,
+    )  # fmt: skip
+    out = tmp_path / "out"
+    result = run_cli("build", str(SHORT), "-p", "gym", "--music", str(music), "--out", str(out),
+                     cache=cache)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pcm = decode(out / "gym" / "short.mp3")
+    plan = sheet("gym", cache)
+    hold = next(e for e in plan["events"] if e["kind"] == "hold")
+    line = max((e for e in plan["events"] if e["kind"] == "speech"),
+               key=lambda e: e["end_ms"] - e["start_ms"])  # fmt: skip
+    in_hold = tone_level(pcm, hold["start_ms"] + 600, hold["start_ms"] + 2900, 73)
+    under = tone_level(pcm, line["start_ms"] + 300, line["end_ms"] - 300, 73)
+    assert in_hold > -40  # the bed is audible where nobody speaks
+    assert in_hold - under >= 6  # and at least 6 dB lower under the voice
+    lufs, peak = ebur128(out / "gym" / "short.mp3")
+    assert abs(lufs - -14) <= 1 and peak <= -1.0
+
+
+def test_music_is_refused_for_bedside(tmp_path: Path, cache: Path) -> None:
+    result = run_cli("build", str(SHORT), "-p", "bedside", "--music", str(SHORT),
+                     "--out", str(tmp_path / "o"), cache=cache)  # fmt: skip
+    assert result.returncode == 2
+    assert "bedside" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_session_of_two_routines_carries_both_and_lasts_about_their_sum(
+    tmp_path: Path, cache: Path, three: Path
+) -> None:
+    second = tmp_path / "second.yaml"
+    second.write_text(SHORT.read_text().replace("id: short", "id: second")
+                      .replace("title: Short test routine", "title: Second routine"))  # fmt: skip
+    session = tmp_path / "out" / "session.mp3"
+    result = run_cli("mix", str(SHORT), str(second), "--out", str(session), cache=cache)
+    assert result.returncode == 0, result.stderr
+    titles = [c["tags"]["title"] for c in ffprobe_chapters(session)]
+    assert titles == ["Reach (right)", "Reach (left)", "Rest"] * 2
+    one = len(decode(three / "phone" / "short.mp3"))
+    assert abs(len(decode(session)) - 2 * one) < 0.15 * 2 * one
+    playlist = (session.parent / "playlist.m3u8").read_text(encoding="utf-8")
+    assert "session.mp3" in playlist and "Short test routine + Second routine" in playlist
+
+
+def test_m4a_and_wav_formats(tmp_path: Path, cache: Path) -> None:
+    for fmt in ("m4a", "wav"):
+        result = run_cli("build", str(SHORT), "--format", fmt, "--out", str(tmp_path), cache=cache)
+        assert result.returncode == 0, result.stderr
+    titles = [c["tags"]["title"] for c in ffprobe_chapters(tmp_path / "phone" / "short.m4a")]
+    assert titles == ["Reach (right)", "Reach (left)", "Rest"]
+    lufs, peak = ebur128(tmp_path / "phone" / "short.m4a")
+    assert abs(lufs - -16) <= 1 and peak <= -1.5
+    plan = sheet("phone", cache)
+    assert abs(
+        len(decode(tmp_path / "phone" / "short.wav")) - samples(plan["duration_ms"])
+    ) <= samples(1)
+
+
+def test_an_unchanged_track_is_not_rendered_again(tmp_path: Path, cache: Path) -> None:
+    out = tmp_path / "out"
+    assert run_cli("build", str(SHORT), "--out", str(out), cache=cache).returncode == 0
+    mp3 = out / "phone" / "short.mp3"
+    first = mp3.stat().st_mtime_ns
+    assert run_cli("build", str(SHORT), "--out", str(out), cache=cache).returncode == 0
+    assert mp3.stat().st_mtime_ns == first
+    assert run_cli("build", str(SHORT), "--out", str(out), "--force", cache=cache).returncode == 0
+    assert mp3.stat().st_mtime_ns != first
+
+
+def test_editing_one_line_speaks_only_that_line(tmp_path: Path, cache: Path) -> None:
+    own = tmp_path / "cache"
+    assert run_cli("build", str(SHORT), "--out", str(tmp_path / "a"), cache=own).returncode == 0
+    before = {p.name for p in own.rglob("*") if p.is_file()}
+    edited = tmp_path / "short.yaml"
+    edited.write_text(SHORT.read_text().replace("Lie back.", "Lie back slowly."))
+    assert run_cli("build", str(edited), "--out", str(tmp_path / "b"), cache=own).returncode == 0
+    after = {p.name for p in own.rglob("*") if p.is_file()}
+    assert len(after - before) == 1
+
+
+def test_jobs_build_several_tracks_in_parallel_with_the_same_bytes(
+    tmp_path: Path, cache: Path, three: Path
+) -> None:
+    args = ["build", str(SHORT), "-p", "phone", "-p", "bedside", "-p", "gym", "--jobs", "2"]
+    assert run_cli(*args, "--out", str(tmp_path), cache=cache).returncode == 0
+    for profile in TARGETS:
+        assert (tmp_path / profile / "short.mp3").read_bytes() == (
+            three / profile / "short.mp3"
+        ).read_bytes()
+
+
+def test_pages_and_svg(three: Path, tmp_path: Path, cache: Path) -> None:
+    for profile in TARGETS:
+        html = (three / profile / "short.html").read_text(encoding="utf-8")
+        assert 'src="short.mp3"' in html and "Short test routine" in html
+        assert "short.html" in (three / profile / "index.html").read_text(encoding="utf-8")
+    svg = tmp_path / "timeline.svg"
+    assert run_cli("plan", str(SHORT), "--svg", str(svg), cache=cache).returncode == 0
+    assert ET.parse(svg).getroot().tag.endswith("svg")
