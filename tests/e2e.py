@@ -25,7 +25,8 @@ def run_cli(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.Comp
 def decode(path: Path) -> np.ndarray:
     """The track as mono int16 samples at 22050 Hz, decoded by ffmpeg."""
     raw = subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", str(RATE), "-"],
+        ["ffmpeg", "-v", "error", "-i", str(path), "-f", "s16le", "-ac", "1", "-ar", str(RATE),
+         "-"],
         capture_output=True, check=True,
     ).stdout  # fmt: skip
     return np.frombuffer(raw, dtype=np.int16)

@@ -88,11 +88,13 @@ def test_mastering_meets_loudness_and_true_peak_targets() -> None:
     clip[::500] = 0.9
     events = [Event("speech", RATE * (1 + 3 * i), RATE * (3 + 3 * i), text="a") for i in range(8)]
     tl = timeline(events, RATE * 26)
-    from coachtrack.profiles import GYM
     from coachtrack import loudness
+    from coachtrack.profiles import GYM
 
     mastered, result = mastering.master(mixer.Mixer(tl, {"a": clip}, {}, GYM))
     pcm = np.concatenate(list(mixer.pcm_chunks(mastered, mixer.islands(tl), result.ceiling)))
     audio = pcm.astype(np.float32) / 32767
-    assert loudness.integrated_loudness([(0, audio)], RATE, len(audio)) == pytest.approx(-14, abs=0.2)
+    assert loudness.integrated_loudness([(0, audio)], RATE, len(audio)) == pytest.approx(
+        -14, abs=0.2
+    )
     assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5

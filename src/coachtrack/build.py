@@ -17,15 +17,12 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
-import numpy.typing as npt
-
-from coachtrack import SAMPLE_RATE, __version__, export, mastering, mixer, page, sounds
+from coachtrack import SAMPLE_RATE, __version__
 from coachtrack.errors import BuildError, UserError
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
@@ -34,7 +31,13 @@ from coachtrack.script import Script, make_script, make_session_script
 from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet, with_music
 
-Audio = npt.NDArray[np.float32]
+if TYPE_CHECKING:  # the render stack loads only when something is rendered
+    import numpy as np
+    import numpy.typing as npt
+
+    from coachtrack import export
+
+    Audio = npt.NDArray[np.float32]
 Format = Literal["mp3", "m4a", "wav"]
 FORMATS: tuple[Format, ...] = ("mp3", "m4a", "wav")
 GENRE = "Fitness"
@@ -148,6 +151,10 @@ class Studio:
 
     def plan_all(self, tracks: Sequence[Track]) -> list[Planned]:
         """Script, speak and time several tracks, synthesizing their lines together."""
+        if not tracks:
+            return []
+        from coachtrack import sounds
+
         scripts = [self.script(track) for track in tracks]
         spoken = self.speak(scripts)
         planned = []
@@ -182,16 +189,18 @@ def routine_track(routine: Routine, profile: Profile, options: BuildOptions) -> 
 
 def session_track(routines: Sequence[Routine], profile: Profile, path: Path) -> Track:
     """The track `mix` makes of several routines, written to `path`."""
-    fmt = path.suffix.lower().lstrip(".")
-    if fmt not in FORMATS:
+    fmt = next((f for f in FORMATS if path.suffix.lower() == f".{f}"), None)
+    if fmt is None:
         raise UserError(f"--out: {path} must end in .mp3, .m4a or .wav")
     title = " + ".join(r.title for r in routines)
     session_id = path.stem
-    return Track(session_id, title, tuple(routines), profile, path, fmt)  # type: ignore[arg-type]
+    return Track(session_id, title, tuple(routines), profile, path, fmt)
 
 
 def track_info(planned: Planned) -> export.TrackInfo:
     """Tags, chapters and transcript of a planned track."""
+    from coachtrack import export
+
     timeline, routines = planned.timeline, planned.track.routines
     ms = timeline.to_ms
     sources = "; ".join(dict.fromkeys(r.source for r in routines if r.source))
@@ -207,19 +216,18 @@ def track_info(planned: Planned) -> export.TrackInfo:
         comment=comment or planned.track.title,
         language=timeline.language,
         duration_ms=ms(timeline.duration),
-        chapters=tuple(
-            export.Chapter(c.title, ms(c.start), ms(c.end)) for c in timeline.chapters
-        ),
+        chapters=tuple(export.Chapter(c.title, ms(c.start), ms(c.end)) for c in timeline.chapters),
         transcript=tuple((ms(e.start), e.text) for e in timeline.spoken() if e.text),
     )
 
 
 def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> str:
     """A digest of everything that decides a track's bytes."""
+
     def clean(routine: Routine) -> dict[str, Any]:
         data = dataclasses.asdict(routine)
         data.pop("path", None)
-        return _without_where(data)
+        return dict(_without_where(data))
 
     digest = hashlib.sha256()
     content = {
@@ -273,6 +281,8 @@ def _stamp_line(stamp: str) -> str:
 
 def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) -> None:
     """Mix, master and encode one planned track, then its page, then its LRC (last)."""
+    from coachtrack import export, mastering, mixer, page
+
     track, timeline = planned.track, planned.timeline
     bed = None
     if music is not None:
@@ -324,6 +334,8 @@ def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:
 
 def write_folder_files(folder: Path) -> None:
     """The playlist and the index page of a profile folder, from the tracks in it."""
+    from coachtrack import export, page
+
     export.write_playlist(folder)
     rows = []
     for html in sorted(folder.glob("*.html")):
@@ -415,10 +427,10 @@ def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Itera
                 failures.append(outcome or f"a worker stopped with status {status}")
     except BaseException:
         for pid in running:
-            with _ignoring(ProcessLookupError):
+            with suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGINT)
         for pid in running:
-            with _ignoring(ChildProcessError):
+            with suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         raise
     if failures:
@@ -451,14 +463,6 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
 def _read_all(fd: int) -> str:
     with os.fdopen(fd, encoding="utf-8", errors="replace") as stream:
         return stream.read()
-
-
-@contextmanager
-def _ignoring(*errors: type[BaseException]) -> Iterator[None]:
-    try:
-        yield
-    except errors:
-        pass
 
 
 def mix_session(

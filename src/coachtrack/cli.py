@@ -12,7 +12,7 @@ from typing import Annotated, NoReturn
 
 import typer
 
-from coachtrack import __version__, build, page
+from coachtrack import __version__, build
 from coachtrack.errors import BuildError, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
@@ -63,9 +63,10 @@ def _one_routine(path: Path) -> Routine:
 
 
 def _format(fmt: str) -> build.Format:
-    if fmt not in build.FORMATS:
-        raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
-    return fmt  # type: ignore[return-value]
+    for known in build.FORMATS:
+        if fmt == known:
+            return known
+    raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
 
 
 def _out_folder(out: Path) -> Path:
@@ -112,12 +113,14 @@ def plan(
     svg: Annotated[Path | None, typer.Option(help="Write the timeline picture (SVG) here.")] = None,
     voice: VoiceOpt = None,
 ) -> None:
-    """Show the timeline of a track. Example: coachtrack plan routines/hamstring-cramps.yaml --json"""
+    """Show the timeline of a track. Example: coachtrack plan routines/knee.yaml --json"""
     routine = _one_routine(path)
     options = build.BuildOptions()
     track = build.routine_track(routine, get_profile(profile), options)
     planned = _studio(voice, 2).plan(track)
     if svg is not None:
+        from coachtrack import page
+
         page.write_page(svg, page.timeline_svg(cue_sheet(planned.timeline)))
         return
     if as_json:

@@ -23,7 +23,14 @@ IMPULSE_SAMPLES = 8192  # long enough for every filter below to ring out (< 1e-1
 # 22.05 kHz: just under the MP3 encoder's own low-pass. Designed with
 # scipy.signal.ellip(8, 0.05, 70, 9000, output="sos", fs=22050).
 ENCODER_BAND_22050: tuple[Biquad, ...] = (
-    (0.2553314335403806, 0.5077296185075117, 0.25533143354038057, 1.0, 0.6027653550774305, 0.15819025021619343),  # noqa: E501
+    (
+        0.2553314335403806,
+        0.5077296185075117,
+        0.25533143354038057,
+        1.0,
+        0.6027653550774305,
+        0.15819025021619343,
+    ),
     (1.0, 1.9187682771632624, 1.0000000000000002, 1.0, 1.1781107876521748, 0.5843635223306349),
     (1.0, 1.847249418036225, 1.0000000000000002, 1.0, 1.511466398143414, 0.8355056965305212),
     (1.0, 1.8101084594758325, 1.0, 1.0, 1.657400572038391, 0.9563128135963581),
@@ -90,7 +97,7 @@ def moving_average(x: Float, size: int) -> Float:
     half = size // 2
     padded = np.concatenate([np.full(half, x[0]), x, np.full(size - half, x[-1])])
     cum = np.concatenate([[0.0], np.cumsum(padded)])
-    return (cum[size : size + len(x)] - cum[: len(x)]) / size
+    return np.asarray((cum[size : size + len(x)] - cum[: len(x)]) / size, dtype=np.float64)
 
 
 @functools.cache
@@ -122,7 +129,10 @@ def segments(mask: npt.NDArray[np.bool_], reach: int) -> list[tuple[int, int]]:
     breaks = np.flatnonzero(np.diff(hits) > 2 * reach) + 1
     starts, ends = hits[np.r_[0, breaks]], hits[np.r_[breaks - 1, len(hits) - 1]]
     n = len(mask)
-    return [(max(0, int(a) - reach), min(n, int(b) + reach + 1)) for a, b in zip(starts, ends, strict=True)]
+    return [
+        (max(0, int(a) - reach), min(n, int(b) + reach + 1))
+        for a, b in zip(starts, ends, strict=True)
+    ]
 
 
 def db(gain: float) -> float:

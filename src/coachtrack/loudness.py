@@ -145,7 +145,7 @@ def true_peak_envelope(audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float6
     if not len(x):
         return x
     over = np.abs(dsp.oversampled(x, 4)).reshape(len(x), 4)
-    return np.maximum(over.max(axis=1), np.abs(x))
+    return np.asarray(np.maximum(over.max(axis=1), np.abs(x)), dtype=np.float64)
 
 
 def true_peak(audio: npt.NDArray[np.floating]) -> float:

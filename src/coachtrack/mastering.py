@@ -79,9 +79,9 @@ def _prepare(audio: Audio, rate: int) -> _Sound:
     weighted = np.fft.irfft(band * dsp.frequency_response(k, size), size)[: n + tail]
     clean = np.fft.irfft(band, size)[:n]
     return _Sound(
-        audio=clean,
+        audio=np.asarray(clean, dtype=np.float32),
         squares=np.square(weighted),
-        spectrum=band,
+        spectrum=np.asarray(band, dtype=np.complex64),
         size=size,
         peak=float(np.max(np.abs(clean), initial=0.0)),
     )
@@ -142,7 +142,8 @@ class _Solver:
             if curve is None:
                 continue
             cuts = np.cumsum([b - a for a, b in spans])[:-1]
-            out[key] = [(a, part) for (a, _), part in zip(spans, np.split(curve, cuts), strict=True)]
+            pieces = np.split(curve, cuts)
+            out[key] = [(a, piece) for (a, _), piece in zip(spans, pieces, strict=True)]
         return out
 
     def loudness_at(self, gain_db: float) -> tuple[float, Curves]:

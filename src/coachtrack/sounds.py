@@ -42,7 +42,7 @@ def bell(
         # Higher partials fade faster, as in a real bell.
         out += amp * np.sin(2 * np.pi * freq * ratio * t) * np.exp(-t * (ratio - 1) * 2.0)
     out *= _envelope(n, rate, attack_s, decay_s)
-    return (out / np.max(np.abs(out)) * level).astype(np.float32)
+    return np.asarray(out / np.max(np.abs(out)) * level, dtype=np.float32)
 
 
 def beep(rate: int, freq: float, *, seconds: float, level: float) -> Audio:
@@ -52,7 +52,7 @@ def beep(rate: int, freq: float, *, seconds: float, level: float) -> Audio:
     tone = np.sin(2 * np.pi * freq * t) + 0.25 * np.sin(2 * np.pi * 3 * freq * t)
     env = np.minimum(1.0, np.minimum(t / 0.005, (t[-1] - t) / 0.01))
     out = tone * np.clip(env, 0.0, 1.0)
-    return (out / np.max(np.abs(out)) * level).astype(np.float32)
+    return np.asarray(out / np.max(np.abs(out)) * level, dtype=np.float32)
 
 
 def sequence(rate: int, parts: Sequence[Audio], gap_s: float) -> Audio:
