@@ -1,0 +1,57 @@
+"""Phrasebooks: every phrase the tool says exists in each language, and stays in it."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+
+from coachtrack.errors import UserError
+from coachtrack.loader import load_routine
+from coachtrack.phrases import ENGLISH, GERMAN, PHRASEBOOKS, phrasebook
+from coachtrack.profiles import PROFILES
+from coachtrack.script import make_script
+
+ROOT = Path(__file__).parents[1]
+
+
+def english_phrases() -> set[str]:
+    """Every English phrase of the tool, with its placeholders cut off."""
+    out: set[str] = set()
+    for f in fields(ENGLISH):
+        value = getattr(ENGLISH, f.name)
+        for text in value if isinstance(value, tuple) else (value,):
+            if f.name != "language" and text.split("{")[0].strip(" .:"):
+                out.add(text.split("{")[0].strip())
+    return out
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_the_german_track_says_nothing_in_english(profile: str) -> None:
+    routine = load_routine(ROOT / "routines" / "hamstring-cramps-de.yaml")
+    script = make_script(routine, PROFILES[profile], phrasebook(routine.language))
+    english = english_phrases()
+    for text in script.texts():
+        assert not any(text.startswith(p) for p in english if len(p) > 3), text
+    assert {"Drei", "Zwei", "Eins"} <= set(script.texts()) or profile != "gym"
+
+
+def test_every_phrasebook_has_every_phrase_with_the_same_placeholders() -> None:
+    for book in PHRASEBOOKS.values():
+        for f in fields(book):
+            ours, theirs = getattr(book, f.name), getattr(ENGLISH, f.name)
+            if isinstance(ours, tuple):
+                assert len(ours) >= min(5, len(theirs)), (book.language, f.name)
+            elif f.name != "language":
+                assert sorted(_placeholders(ours)) == sorted(_placeholders(theirs)), f.name
+    assert GERMAN.count(3) == "Drei" and GERMAN.join(("a", "b", "c")) == "a, b und c"
+
+
+def _placeholders(text: str) -> list[str]:
+    return [part.split("}")[0] for part in text.split("{")[1:]]
+
+
+def test_an_unknown_language_is_a_usage_error() -> None:
+    with pytest.raises(UserError, match="no phrasebook for language 'fr'"):
+        phrasebook("fr")
