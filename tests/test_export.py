@@ -139,7 +139,11 @@ def leftovers(folder: Path) -> list[str]:
         1105,  # less than one frame of delay
     ],
 )
-def test_mp3_decodes_to_exactly_n_samples(tmp_path: Path, n_samples: int) -> None:
+@pytest.mark.parametrize("encoder", ["lame", "ffmpeg"])
+def test_mp3_decodes_to_exactly_n_samples(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_samples: int, encoder: str
+) -> None:
+    monkeypatch.setenv(export.ENCODER_ENV, encoder)
     pcm = tone_bursts(n_samples, onsets=(0,))
     track = tmp_path / "t.mp3"
     write(track, pcm)
@@ -340,7 +344,8 @@ def test_ffmpeg_failure_is_a_build_error_with_its_message(tmp_path: Path) -> Non
     assert leftovers(tmp_path) == []
 
 
-def test_disk_full_is_a_build_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("encoder", "message"), [("lame", "cannot write"), ("ffmpeg", "ffmpeg")])
+def test_disk_full_is_a_build_error(tmp_path: Path, encoder: str, message: str) -> None:
     # A file-size limit makes writes fail past 20 kB, for ffmpeg as for a full disk.
     script = textwrap.dedent(
         f"""
@@ -359,9 +364,11 @@ def test_disk_full_is_a_build_error(tmp_path: Path) -> None:
             sys.exit(3)
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    env = {**os.environ, export.ENCODER_ENV: encoder}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 3, result.stderr
-    assert "ffmpeg failed" in result.stdout
+    assert str(tmp_path / "t.mp3") in result.stdout
+    assert message in result.stdout
     assert list(tmp_path.iterdir()) == []
 
 

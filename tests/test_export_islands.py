@@ -1,0 +1,443 @@
+"""MP3 from LAME islands: exact length and timing, digital silence, the same audio as one
+whole-track encode, and the same bytes whatever the chunking. Real LAME and ffmpeg."""
+
+# mutagen's classes carry no type hints.
+# mypy: disable-error-code="no-untyped-call"
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pytest
+from mutagen.mp3 import MP3
+
+from coachtrack import export
+from coachtrack.errors import BuildError
+from coachtrack.export import TrackInfo, read_track_info, write_track
+from coachtrack.tools import ffmpeg_path, ffprobe_path
+
+SR = 22050
+GRANULE = 576
+DELAY = 576 + 529  # LAME's encoder delay and the decoder's
+Samples = npt.NDArray[np.int16]
+
+
+def info_for(n_samples: int, rate: int = SR) -> TrackInfo:
+    return TrackInfo("t", "phone", "Fitness", "", "en", round(n_samples * 1000 / rate), (), ())
+
+
+def speechlike(rng: np.random.Generator, n: int, level: float) -> Samples:
+    """Noise under a syllable-like envelope, never exactly zero inside."""
+    envelope = 0.6 + 0.4 * np.sin(np.linspace(0, 5 * np.pi, n)) ** 2
+    audio = rng.standard_normal(n) * level * envelope
+    audio[np.abs(audio) < 1] = 1.0
+    return np.clip(audio, -32768, 32767).astype(np.int16)
+
+
+def tone(n: int, freq: float, level: float) -> Samples:
+    audio = level * np.sin(2 * np.pi * freq * np.arange(n) / SR)
+    audio[np.abs(audio) < 1] = 1.0
+    return audio.astype(np.int16)
+
+
+# Sound touching both ends; gaps that merge islands and gaps that split them; a quiet
+# tone long after loud noise (where LAME's adaptive threshold must have settled); a click.
+BURSTS: tuple[tuple[float, str, float, float], ...] = (
+    # (start s, kind, length s, level)
+    (0.0, "noise", 1.0, 9000),
+    (3.0, "tone", 0.5, 6000),  # 2 s after: one island with the first
+    (9.5, "tone", 0.4, 300),  # 6 s after: an island of its own
+    (13.2, "noise", 3.0, 4000),
+    (16.25, "click", 0.0, 20000),  # 50 ms after the noise
+    (24.0, "noise", 2.0, 7000),  # runs to the last sample
+)
+N_TRACK = 26 * SR + 1  # n % 576 == 1: one sample into the last granule
+
+
+def track(n: int = N_TRACK) -> Samples:
+    """The test track: the bursts above, exact zeros elsewhere."""
+    rng = np.random.default_rng(7)
+    pcm = np.zeros(n, np.int16)
+    for start_s, kind, length_s, level in BURSTS:
+        start = round(start_s * SR)
+        if start >= n:
+            continue
+        last = start_s == BURSTS[-1][0]
+        length = n - start if last else min(n - start, max(1, round(length_s * SR)))
+        if kind == "noise":
+            pcm[start : start + length] = speechlike(rng, length, level)
+        elif kind == "tone":
+            pcm[start : start + length] = tone(length, 660, level)
+        else:
+            pcm[start] = int(level)
+    return pcm
+
+
+def onsets() -> list[int]:
+    return [round(start_s * SR) for start_s, *_ in BURSTS]
+
+
+def chunked(pcm: Samples, sizes: tuple[int, ...]) -> Iterator[Samples]:
+    start, i = 0, 0
+    while start < len(pcm):
+        yield pcm[start : start + sizes[i % len(sizes)]]
+        start += sizes[i % len(sizes)]
+        i += 1
+
+
+def write(
+    path: Path, pcm: Samples, *, rate: int = SR, kbps: int = 64, sizes: tuple[int, ...] = (SR,)
+) -> None:
+    write_track(
+        path,
+        chunked(pcm, sizes),
+        n_samples=len(pcm),
+        sample_rate=rate,
+        info=info_for(len(pcm), rate),
+        bitrate_kbps=kbps,
+    )
+
+
+def decode(source: Path | bytes, rate: int = SR) -> Samples:
+    """The MP3 as ffmpeg decodes it: from a file, gapless; from raw frames, every sample."""
+    name = str(source) if isinstance(source, Path) else "pipe:0"
+    # fmt: off
+    command = [ffmpeg_path(), "-v", "error", "-f", "mp3", "-i", name,
+               "-f", "s16le", "-ac", "1", "-ar", str(rate), "-"]
+    # fmt: on
+    stdin = None if isinstance(source, Path) else source
+    out = subprocess.run(command, input=stdin, capture_output=True, check=True).stdout
+    return np.frombuffer(out, np.int16)
+
+
+def whole_track_encode(pcm: Samples, rate: int = SR, kbps: int = 64) -> Samples:
+    """What one LAME encoder run over the whole track decodes to, delays cut."""
+    encoder = export._Mp3Format(rate, kbps).encoder()
+    frames = bytes(encoder.encode(pcm.astype("<i2").tobytes())) + bytes(encoder.flush())
+    return decode(frames, rate)[DELAY : DELAY + len(pcm)]
+
+
+def audio_start(data: bytes) -> int:
+    """Where the Info frame starts: right after the ID3v2 tag."""
+    assert data[:3] == b"ID3"
+    return 10 + sum((byte & 0x7F) << (7 * (3 - i)) for i, byte in enumerate(data[6:10]))
+
+
+def frame_sizes(data: bytes, start: int, rate: int = SR) -> list[int]:
+    sizes = []
+    pos = start
+    while pos < len(data):
+        assert data[pos] == 0xFF and data[pos + 1] & 0xE0 == 0xE0, pos
+        kbps = (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160)[data[pos + 2] >> 4]
+        sizes.append(72_000 * kbps // rate + ((data[pos + 2] >> 1) & 1))
+        pos += sizes[-1]
+    assert pos == len(data)
+    return sizes
+
+
+@pytest.fixture(scope="module")
+def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Samples, Path]:
+    pcm = track()
+    path = tmp_path_factory.mktemp("islands") / "t.mp3"
+    write(path, pcm, sizes=(1000, 7777, 333, 22050))
+    return pcm, path
+
+
+# --- the audio ----------------------------------------------------------------------
+
+
+def test_islands_decode_like_one_whole_track_encode(encoded: tuple[Samples, Path]) -> None:
+    pcm, path = encoded
+    decoded = decode(path)
+    assert len(decoded) == len(pcm)
+    assert np.array_equal(decoded, whole_track_encode(pcm))
+
+
+def test_the_track_has_merged_and_separate_islands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    starts: list[int] = []
+    original = export._Island.__init__
+
+    def spied(self: export._Island, *args: object, start: int) -> None:
+        starts.append(start)
+        original(self, *args, start=start)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(export._Island, "__init__", spied)
+    write(tmp_path / "t.mp3", track())
+    # Bursts 1 and 2 (2 s apart) share an island, as do the noise and the click; the quiet
+    # tone, 6 s after loud noise, and the noise 3.3 s after it (the least that splits) do not.
+    first_sound = [start_s * SR // GRANULE for start_s, *_ in BURSTS]
+    assert len(starts) == 4
+    assert starts[0] == 0 and starts[1] < first_sound[2] < starts[2] < first_sound[3]
+
+
+def test_islands_match_the_ffmpeg_reference(
+    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pcm, path = encoded
+    monkeypatch.setenv(export.ENCODER_ENV, "ffmpeg")
+    reference = tmp_path / "ffmpeg.mp3"
+    write(reference, pcm)
+    ours, theirs = decode(path).astype(np.float64), decode(reference).astype(np.float64)
+    sounding = (ours != 0) | (theirs != 0)
+    rms = float(np.sqrt(np.mean((ours - theirs)[sounding] ** 2)))
+    coding_noise = float(np.sqrt(np.mean((theirs - pcm)[sounding] ** 2)))
+    print(f"RMS vs ffmpeg: {rms:.4f} LSB over sound (LAME's own coding noise: {coding_noise:.0f})")
+    assert rms <= 0.2
+
+
+def test_sounds_land_on_their_samples(encoded: tuple[Samples, Path]) -> None:
+    pcm, path = encoded
+    decoded = decode(path).astype(np.float64)
+    source = pcm.astype(np.float64)
+    window, reach = SR // 4, 64
+    for onset in onsets():
+        lo, hi = max(0, onset - window), min(len(pcm), onset + window)
+        lags = range(-reach, reach + 1)
+        scores = [
+            float(
+                np.dot(
+                    source[lo + reach : hi - reach], decoded[lo + reach + lag : hi - reach + lag]
+                )
+            )
+            for lag in lags
+        ]
+        assert lags[int(np.argmax(scores))] == 0, onset
+
+
+def test_silence_is_digital_away_from_sound(encoded: tuple[Samples, Path]) -> None:
+    pcm, path = encoded
+    decoded = decode(path)
+    near = np.zeros(len(pcm) + 1, np.int64)
+    sounding = np.flatnonzero(pcm)
+    reach = SR // 10  # 100 ms
+    np.add.at(near, np.clip(sounding - reach, 0, len(pcm)), 1)
+    np.add.at(near, np.clip(sounding + reach + 1, 0, len(pcm)), -1)
+    far = np.cumsum(near[:-1]) == 0
+    assert far.sum() > 10 * SR
+    assert not decoded[far].any()
+
+
+def test_sound_at_both_ends_is_kept(encoded: tuple[Samples, Path]) -> None:
+    decoded = decode(encoded[1])
+    assert np.abs(decoded[: SR // 100]).max() > 1000  # the first 10 ms
+    assert np.abs(decoded[-SR // 100 :]).max() > 1000  # the last 10 ms
+
+
+@pytest.mark.parametrize(
+    "n_samples",
+    # ffmpeg's decoder gives 529 samples too many for tracks under 47 samples, whoever encodes.
+    [47, 575, 576, 577, 1104, 1105, 1106, 576 * 40 + 46, 576 * 40 + 47, 3 * SR + 575],
+)
+@pytest.mark.parametrize("content", ["silence", "sound at both ends"])
+def test_decoded_length_is_exact(tmp_path: Path, n_samples: int, content: str) -> None:
+    pcm = np.zeros(n_samples, np.int16)
+    if content != "silence":
+        pcm[: min(n_samples, 300)] = tone(min(n_samples, 300), 440, 5000)
+        pcm[-min(n_samples, 300) :] = tone(min(n_samples, 300), 880, 5000)
+    path = tmp_path / "t.mp3"
+    write(path, pcm)
+    decoded = decode(path)
+    assert len(decoded) == n_samples
+    assert np.array_equal(decoded, whole_track_encode(pcm))
+    assert read_track_info(path).duration_ms == round(n_samples * 1000 / SR)
+
+
+def test_all_silence_is_the_silent_frame_repeated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encoders = []
+    original = export._Mp3Format.encoder
+
+    def counted(self: export._Mp3Format) -> object:
+        encoders.append(self)
+        return original(self)
+
+    monkeypatch.setattr(export._Mp3Format, "encoder", counted)
+    n = 10 * 60 * SR
+    path = tmp_path / "t.mp3"
+    write(path, np.zeros(n, np.int16), sizes=(10 * SR,))
+    assert len(encoders) == 1  # only to learn what LAME's silent frames look like
+    decoded = decode(path)
+    assert len(decoded) == n
+    assert not decoded.any()
+    data = path.read_bytes()
+    pos = audio_start(data)
+    sizes = frame_sizes(data, pos)
+    assert len(sizes) == 1 + -(-(n + DELAY) // GRANULE)
+    pos += sizes[0]
+    for size in sizes[1:]:
+        side_info = int.from_bytes(data[pos + 4 : pos + 13], "big")
+        assert side_info >> 64 == 0  # main_data_begin: nothing from earlier frames
+        assert (side_info >> 51) & 0xFFF == 0  # part2_3_length: no main data
+        assert not any(data[pos + 13 : pos + size])
+        pos += size
+
+
+@pytest.mark.parametrize(("rate", "kbps"), [(16_000, 64), (24_000, 96), (SR, 96)])
+def test_other_mpeg2_streams_take_the_island_path(tmp_path: Path, rate: int, kbps: int) -> None:
+    assert export._Mp3Format(rate, kbps).islands_apply
+    pcm = track()
+    path = tmp_path / "t.mp3"
+    write(path, pcm, rate=rate, kbps=kbps)
+    decoded = decode(path, rate)
+    assert len(decoded) == len(pcm)
+    assert np.array_equal(decoded, whole_track_encode(pcm, rate, kbps))
+
+
+@pytest.mark.parametrize(("rate", "kbps"), [(44_100, 64), (SR, 65), (SR, 48)])
+def test_other_streams_go_to_ffmpeg(tmp_path: Path, rate: int, kbps: int) -> None:
+    # MPEG-1 has two granules a frame; 65 kbps is no MPEG bitrate; a 48 kbps frame cannot
+    # hold the Info and LAME tags. ffmpeg, as before, handles them.
+    assert not export._Mp3Format(rate, kbps).islands_apply
+    pcm = track(4 * SR)
+    path = tmp_path / "t.mp3"
+    write(path, pcm, rate=rate, kbps=kbps)
+    assert b"Lavf" in path.read_bytes()[:8192]
+    assert len(decode(path, rate)) == len(pcm)
+
+
+# --- the bytes ----------------------------------------------------------------------
+
+
+def test_same_bytes_whatever_the_chunking(encoded: tuple[Samples, Path], tmp_path: Path) -> None:
+    pcm, path = encoded
+    for i, sizes in enumerate([(len(pcm),), (GRANULE * 10,), (1009, 5, 44100), (SR * 10,)]):
+        again = tmp_path / f"{i}.mp3"
+        write(again, pcm, sizes=sizes)
+        assert again.read_bytes() == path.read_bytes(), sizes
+
+
+def test_single_sample_chunks_give_the_same_bytes(tmp_path: Path) -> None:
+    pcm = track(2 * SR + 5)
+    whole, singles = tmp_path / "whole.mp3", tmp_path / "singles.mp3"
+    write(whole, pcm, sizes=(len(pcm),))
+    write(singles, pcm, sizes=(1,))
+    assert whole.read_bytes() == singles.read_bytes()
+
+
+def test_info_frame_and_lame_tag(encoded: tuple[Samples, Path]) -> None:
+    pcm, path = encoded
+    data = path.read_bytes()
+    start = audio_start(data)
+    tag = export._parse_lame_tag(data[start : start + 4096])
+    assert tag is not None
+    sizes = frame_sizes(data, start)
+    xing = start + 4 + 9
+    assert data[xing : xing + 4] == b"Info"
+    assert tag.frames == len(sizes) - 1 == -(-(len(pcm) + DELAY) // GRANULE)
+    assert int.from_bytes(data[xing + 12 : xing + 16], "big") == len(data) - start  # bytes
+    toc = data[xing + 16 : xing + 116]
+    assert toc[0] == 0 and list(toc) == sorted(toc) and toc[-1] > 240
+    assert (tag.delay, tag.n_samples) == (576, len(pcm))
+    lame = start + tag.offset
+    assert data[lame : lame + 4] == b"LAME"
+    assert int.from_bytes(data[lame + 28 : lame + 32], "big") == len(data) - start  # music
+    music_crc = int.from_bytes(data[lame + 32 : lame + 34], "big")
+    assert music_crc == export._crc16(data[start + sizes[0] :])
+    tag_crc = int.from_bytes(data[lame + 34 : lame + 36], "big")
+    assert tag_crc == export._crc16(data[start : lame + 34])
+    # mutagen honours the delay and padding of a LAME tag (only of one): the length is exact.
+    assert getattr(MP3(path).info, "length", None) == len(pcm) / SR
+
+
+@pytest.mark.skipif(ffprobe_path() is None, reason="ffprobe is not installed")
+def test_ffprobe_duration_is_as_before(
+    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pcm, path = encoded
+    monkeypatch.setenv(export.ENCODER_ENV, "ffmpeg")
+    reference = tmp_path / "ffmpeg.mp3"
+    write(reference, pcm)
+
+    def duration(track: Path) -> float:
+        probe = ffprobe_path()
+        assert probe is not None
+        command = [probe, "-v", "error", "-show_format", "-of", "json", str(track)]
+        out = subprocess.run(command, capture_output=True, check=True).stdout
+        return float(json.loads(out)["format"]["duration"])
+
+    assert duration(path) == duration(reference)
+    assert abs(duration(path) - len(pcm) / SR) < 0.08  # ffprobe counts whole frames
+
+
+@pytest.mark.parametrize("n_bytes", [0, 1, 2, 3, 1000, 1001, 40_000, 40_001])
+def test_music_crc_of_a_file_in_blocks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, n_bytes: int
+) -> None:
+    monkeypatch.setattr(export, "_CRC_BLOCK_BYTES", 1 << 12)
+    data = np.random.default_rng(n_bytes).integers(0, 256, n_bytes + 7, np.uint8).tobytes()
+    path = tmp_path / "data"
+    path.write_bytes(data)
+    with path.open("rb") as f:
+        assert export._crc16_of_file(f, 7, n_bytes + 7) == export._crc16(data[7:])
+
+
+# --- choosing, failing, streaming ---------------------------------------------------
+
+
+def test_unknown_encoder_is_a_build_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(export.ENCODER_ENV, "lamee")
+    with pytest.raises(BuildError, match="COACHTRACK_ENCODER"):
+        write(tmp_path / "t.mp3", track(SR))
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("encoder", ["lame", "ffmpeg"])
+def test_interrupted_write_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, encoder: str
+) -> None:
+    monkeypatch.setenv(export.ENCODER_ENV, encoder)
+    path = tmp_path / "t.mp3"
+    path.write_bytes(b"the previous build")
+    pcm = track()
+
+    def interrupted() -> Iterator[Samples]:
+        yield pcm[: len(pcm) // 2]
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        write_track(
+            path, interrupted(), n_samples=len(pcm), sample_rate=SR, info=info_for(len(pcm))
+        )
+    assert path.read_bytes() == b"the previous build"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.mp3"]
+
+
+def test_too_many_samples_are_refused(tmp_path: Path) -> None:
+    pcm = track()
+    with pytest.raises(ValueError, match="samples"):
+        write_track(tmp_path / "t.mp3", [pcm, pcm], n_samples=len(pcm), sample_rate=SR,
+                    info=info_for(len(pcm)))  # fmt: skip
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_islands_are_streamed(tmp_path: Path) -> None:
+    # 20 minutes: a 3 s burst every 15 s, silence between, in chunks of at most 10 s.
+    burst = speechlike(np.random.default_rng(1), 3 * SR, 5000)
+    silence = np.zeros(10 * SR, np.int16)
+    minutes = 20
+
+    def chunks() -> Iterator[Samples]:
+        for _ in range(minutes * 4):
+            yield burst
+            yield silence
+            yield silence[: 2 * SR]
+
+    n = minutes * 60 * SR
+    path = tmp_path / "t.mp3"
+    tracemalloc.start()
+    try:
+        write_track(path, chunks(), n_samples=n, sample_rate=SR, info=info_for(n))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 4 * 2**20, peak
+    assert read_track_info(path).duration_ms == minutes * 60_000
