@@ -23,13 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from coachtrack import SAMPLE_RATE, __version__
-from coachtrack.errors import BuildError, UserError
+from coachtrack.errors import BuildError, Problem, UserError
+from coachtrack.loader import MAX_TRACK_MS
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
 from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest
-from coachtrack.timeline import Timeline, build_timeline, cue_sheet, with_music
+from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_ms, with_music
 
 if TYPE_CHECKING:  # the render stack loads only when something is rendered
     import numpy as np
@@ -169,8 +170,18 @@ class Studio:
                     {name: len(audio) for name, audio in sound_set.items()},
                     SAMPLE_RATE,
                 )
+                _check_length(track, timeline)
                 planned.append(Planned(track, script, timeline, clips, sound_set))
         return planned
+
+
+def _check_length(track: Track, timeline: Timeline) -> None:
+    """A user error for a track over the 4-hour limit (the loader's check is an estimate)."""
+    if timeline.to_ms(timeline.duration) <= MAX_TRACK_MS:
+        return
+    where = track.routines[0].path if len(track.routines) == 1 else str(track.path)
+    length = format_ms(timeline.to_ms(timeline.duration))[:-4]
+    raise UserError([Problem(where, f"the track would last {length}, over the 4 hour limit")])
 
 
 def _language(routines: Sequence[Routine]) -> str:
@@ -272,11 +283,13 @@ def is_up_to_date(track: Track, stamp: str) -> bool:
         return False
     with lrc.open(encoding="utf-8", errors="replace") as stream:
         head = stream.read(4096)
-    return _stamp_line(stamp) in head.splitlines()
+    return _stamp_line(stamp, track.path) in head.splitlines()
 
 
-def _stamp_line(stamp: str) -> str:
-    return f"[re:coachtrack {__version__} build {stamp}]"
+def _stamp_line(stamp: str, track_file: Path) -> str:
+    # The track's own digest too: a build stopped between replacing the track and
+    # writing its LRC leaves an old LRC beside a new track, which must not pass.
+    return f"[re:coachtrack {__version__} build {stamp} track {_file_digest(track_file)[:32]}]"
 
 
 def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) -> None:
@@ -311,7 +324,8 @@ def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) 
                              profile=track.profile.name)  # fmt: skip
     page.write_page(track.path.with_suffix(".html"), html)
     # The LRC goes last and carries the fingerprint: its presence marks the track complete.
-    page.write_page(_lrc_path(track), f"{_stamp_line(stamp)}\n{export.lrc_text(info)}")
+    lrc = f"{_stamp_line(stamp, track.path)}\n{export.lrc_text(info)}"
+    page.write_page(_lrc_path(track), lrc)
 
 
 def _bitrate_kbps(track: Track) -> int:

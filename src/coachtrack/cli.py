@@ -151,7 +151,8 @@ def build_cmd(
                                  force=force, music=music)  # fmt: skip
     routines = load_routines(paths or DEFAULT_PATHS)
     profiles = _profiles(profile)
-    _out_folder(out)
+    for folder in (out, *(out / p.name for p in profiles)):
+        _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
     with _progress_bar() as progress:
         written = build.build_all(_studio(voice, jobs), tracks, options, progress)
@@ -216,6 +217,9 @@ def _root(
         raise typer.Exit()
 
 
+INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
+
+
 def _fail(code: int, lines: Sequence[str]) -> NoReturn:
     for line in lines:
         print(line, file=sys.stderr)
@@ -225,7 +229,9 @@ def _fail(code: int, lines: Sequence[str]) -> NoReturn:
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run a command, turning every user error into a message and exit code."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="coachtrack")
+        # Outside standalone mode typer returns, rather than raises, the exit code of a
+        # command it stopped: 130 for Ctrl-C (it catches the KeyboardInterrupt itself).
+        status = app(args=argv, standalone_mode=False, prog_name="coachtrack")
     except typer.Exit as done:
         sys.exit(done.exit_code)
     except ClickException as error:  # usage errors: unknown option, missing argument
@@ -236,6 +242,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BuildError as error:
         _fail(1, [f"coachtrack: {error}"])
     except (KeyboardInterrupt, typer.Abort):
-        _fail(130, ["coachtrack: interrupted; nothing half-written was left behind"])
+        _fail(130, [INTERRUPTED])
     except OSError as error:
         _fail(1, [f"coachtrack: {error}"])
+    if status == 130:
+        _fail(130, [INTERRUPTED])
+    if isinstance(status, int) and status:
+        sys.exit(status)

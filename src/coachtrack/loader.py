@@ -9,6 +9,7 @@ DESIGN.md. Every node keeps its line and column, so each problem reads
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import re
 import stat
@@ -34,6 +35,9 @@ from coachtrack.model import (
     Step,
     Where,
 )
+from coachtrack.phrases import PHRASEBOOKS
+from coachtrack.profiles import PROFILES
+from coachtrack.speech import plain_text
 
 MAX_FILE_BYTES = 1_000_000
 MAX_NODES = 10_000  # counted with aliases expanded: stops "billion laughs"
@@ -107,7 +111,7 @@ def load_routines(
 
 
 def rough_length_ms(routine: Routine) -> int:
-    """An upper bound for the track's length: longest holds, and 0.4 s per spoken word."""
+    """The routine's own content at its longest: longest holds, and 0.4 s per spoken word."""
     texts = [routine.title, *routine.intro, *routine.outro, *routine.equipment]
     texts += [text for text in (routine.safety,) if text]
     return _words_ms(texts) + sum(_step_ms(step) for step in routine.steps)
@@ -547,6 +551,7 @@ class _Scope:
 
     in_step: bool = False
     has_sides: bool = False
+    spoken: bool = False  # said as a line of its own: it must have something to say
 
 
 def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
@@ -558,11 +563,26 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
     if not text:
         ctx.add(spot.mark, spot.key, "the text is empty")
         return None
+    if scope.spoken and (silent := _nothing_to_say(text)):
+        ctx.add(spot.mark, spot.key, silent)
+        return None
     for match in _PLACEHOLDER.finditer(text):
         problem = _placeholder_problem(match.group(0), scope)
         if problem:
             ctx.add(spot.mark, spot.key, problem)
     return text
+
+
+def _nothing_to_say(text: str) -> str | None:
+    """Why the speech engine would say nothing for `text`, if it would not."""
+    # The engine reads texts without markup (see speech.plain_text) and says
+    # nothing for bare punctuation such as "..." or "-".
+    spoken = plain_text(text)
+    if not spoken:
+        return "nothing to speak: markup such as <break/> or [[...]] is not read out"
+    if not any(unicodedata.category(char)[0] in "LNS" for char in spoken):
+        return "nothing to speak: the text has no letters or digits"
+    return None
 
 
 def _placeholder_problem(placeholder: str, scope: _Scope) -> str | None:
@@ -599,16 +619,20 @@ def _text_list(spot: _Spot, ctx: _Context, scope: _Scope) -> tuple[str, ...] | N
     return None if any(text is None for text in texts) else tuple(t for t in texts if t)
 
 
-def _optional_text(entries: dict[str, _Entry], name: str, ctx: _Context) -> str | None:
+def _optional_text(
+    entries: dict[str, _Entry], name: str, ctx: _Context, *, spoken: bool = False
+) -> str | None:
     """An optional top-level text."""
     entry = entries.get(name)
-    return None if entry is None else _text(_spot(entry), ctx, _Scope())
+    return None if entry is None else _text(_spot(entry), ctx, _Scope(spoken=spoken))
 
 
-def _optional_texts(entries: dict[str, _Entry], name: str, ctx: _Context) -> tuple[str, ...]:
+def _optional_texts(
+    entries: dict[str, _Entry], name: str, ctx: _Context, *, spoken: bool = False
+) -> tuple[str, ...]:
     """An optional top-level text or list of texts; () when absent."""
     entry = entries.get(name)
-    return () if entry is None else _texts(_spot(entry), ctx, _Scope()) or ()
+    return () if entry is None else _texts(_spot(entry), ctx, _Scope(spoken=spoken)) or ()
 
 
 def _length(spot: _Spot, what: str, ctx: _Context) -> DurationRange | None:
@@ -712,9 +736,9 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
         level=_optional_text(entries, "level", ctx),
         equipment=_optional_texts(entries, "equipment", ctx),
         source=_optional_text(entries, "source", ctx),
-        safety=_optional_text(entries, "safety", ctx),
-        intro=_optional_texts(entries, "intro", ctx),
-        outro=_optional_texts(entries, "outro", ctx),
+        safety=_optional_text(entries, "safety", ctx, spoken=True),
+        intro=_optional_texts(entries, "intro", ctx, spoken=True),
+        outro=_optional_texts(entries, "outro", ctx, spoken=True),
         path=ctx.path,
     )
     _check_length(routine, entries.get("steps"), ctx)
@@ -777,7 +801,7 @@ def _step(spot: _Spot, ctx: _Context) -> Step | None:
         return None
     entries = _mapping(spot, STEP_KEYS, ctx, required=("title", "do"))
     sides = _sides(entries.get("sides"), ctx)
-    scope = _Scope(in_step=True, has_sides="sides" in entries)
+    scope = _Scope(in_step=True, has_sides="sides" in entries, spoken=True)
     title = None if "title" not in entries else _text(_spot(entries["title"]), ctx, scope)
     actions = None if "do" not in entries else _actions(_spot(entries["do"]), ctx, scope, 0)
     if title is None or actions is None or sides is None:
@@ -793,7 +817,7 @@ def _sides(entry: _Entry | None, ctx: _Context) -> tuple[str, ...] | None:
     if not isinstance(spot.value, SequenceNode):
         _expected(spot, "a list of sides such as [right, left]", ctx)
         return None
-    sides = _text_list(spot, ctx, _Scope(in_step=True, has_sides=False))
+    sides = _text_list(spot, ctx, _Scope(in_step=True, has_sides=False, spoken=True))
     if sides is None:
         return None
     for index, side in enumerate(sides):
@@ -911,15 +935,109 @@ def _repeat(
 # --- Length estimate --------------------------------------------------------------------
 
 
+def longest_track_ms(routine: Routine) -> int:
+    """An upper bound for the planned track in any profile, speaking at SPOKEN_MS_PER_WORD.
+
+    Beside the routine's own content it counts what the planner adds: the
+    announcements and the counting of repetitions aloud, the silences between
+    lines, around chimes and between steps.
+    """
+    total = _TRACK_EXTRA_MS + _line_ms(_phrase_words("welcome") - 1 + _words(routine.title))
+    total += sum(_line_ms(_words(text)) for text in (*routine.intro, *routine.outro))
+    if routine.equipment:
+        items = sum(_words(item) for item in routine.equipment) + (len(routine.equipment) > 1)
+        total += _line_ms(_phrase_words("equipment") - 1 + items)
+    if routine.safety:  # bedside wraps it in a phrase of its own
+        total += _line_ms(_phrase_words("safety_note") - 1 + _words(routine.safety))
+    total += _line_ms(_phrase_words("finish"))
+    for index, step in enumerate(routine.steps):
+        for side_index, side in enumerate(step.sides or (None,)):
+            if index or side_index:
+                total += _STEP_GAP_MS
+            title = max(_phrase_words("step"), _phrase_words("step_unnumbered"))
+            total += _line_ms(title - 1 + _words(step.title)) if side_index == 0 else 0
+            if side is not None:
+                phrase = "first_side" if side_index == 0 else "next_side"
+                total += _line_ms(_phrase_words(phrase) - 1 + _words(side))
+            total += sum(_action_bound_ms(action, side) for action in step.actions)
+    return total
+
+
 def _check_length(routine: Routine, steps: _Entry | None, ctx: _Context) -> None:
     """A problem at `steps` when the routine would run over the track limit."""
-    length_ms = rough_length_ms(routine)
-    if steps is None or length_ms <= MAX_TRACK_MS:
+    if steps is None:
         return
-    minutes = round(length_ms / 60_000)
-    hours, minutes = divmod(minutes, 60)
-    message = f"the routine would last about {hours}h {minutes}m, over the 4 hour limit"
+    if (content_ms := rough_length_ms(routine)) > MAX_TRACK_MS:
+        message = f"the routine would last about {_hours(content_ms)}, over the 4 hour limit"
+    elif (track_ms := longest_track_ms(routine)) > MAX_TRACK_MS:
+        message = (
+            "with the counting aloud, the announcements and the pauses between lines, "
+            f"the track could last {_hours(track_ms)}, over the 4 hour limit"
+        )
+    else:
+        return
     ctx.add(steps.mark, steps.key, message)
+
+
+def _hours(length_ms: int) -> str:
+    """A length as `4h 12m`."""
+    hours, minutes = divmod(round(length_ms / 60_000), 60)
+    return f"{hours}h {minutes}m"
+
+
+# What the planner adds around the routine's content, at most, over every built-in
+# profile and phrasebook (checked against the planner by tests/test_reliability.py).
+SPOKEN_MS_PER_WORD = math.ceil(60_000 / min(p.rate_wpm for p in PROFILES.values()))
+_LINE_GAP_MS = max(p.gap_ms for p in PROFILES.values()) + 1  # +1: rounding to samples
+_HOLD_EXTRA_MS = max(p.chime_lead_ms + p.after_chime_ms for p in PROFILES.values()) + 1
+_STEP_GAP_MS = max(p.step_gap_ms for p in PROFILES.values()) + 1
+_LONGEST_SOUND_MS = 3_000  # the longest chime (bedside's end bell) rings on past the end
+_TRACK_EXTRA_MS = (
+    max(p.first_speech_ms for p in PROFILES.values())
+    + max(p.chime_lead_ms + p.tail_ms for p in PROFILES.values())
+    + _LONGEST_SOUND_MS
+)
+
+
+def _words(text: str) -> int:
+    """Words as the bound counts them: runs of characters between spaces."""
+    return len(text.split())
+
+
+def _line_ms(words: int) -> int:
+    """A spoken line and the silence after it."""
+    return words * SPOKEN_MS_PER_WORD + _LINE_GAP_MS
+
+
+def _phrase_words(name: str) -> int:
+    """Words in a built-in phrase, each placeholder counted as one, in its wordiest language."""
+    return max(_words(_PLACEHOLDER.sub("x", getattr(book, name))) for book in PHRASEBOOKS.values())
+
+
+def _count_words(times: int) -> int:
+    """Words said, at most, to count one repetition aloud ("Seven", or "4321")."""
+    named = max(len(book.numbers) for book in PHRASEBOOKS.values())
+    longest_name = max(_words(n) for book in PHRASEBOOKS.values() for n in book.numbers)
+    return longest_name if times <= named else max(longest_name, len(str(times)))
+
+
+def _action_bound_ms(action: Action, side: str | None) -> int:
+    """An action's share of longest_track_ms, for one side."""
+    if isinstance(action, Say):
+        return sum(_line_ms(_words(_with_side(line, side))) for line in action.lines)
+    if isinstance(action, Hold):  # its cues are said inside it
+        return action.length.longest_ms + _HOLD_EXTRA_MS
+    if isinstance(action, Pause):
+        return action.length.longest_ms
+    once = _line_ms(_count_words(action.times)) + sum(
+        _action_bound_ms(inner, side) for inner in action.actions
+    )
+    return _line_ms(_phrase_words("repetitions")) + action.times * once
+
+
+def _with_side(text: str, side: str | None) -> str:
+    """The text as said for one side."""
+    return text.replace("{side}", side) if side else text
 
 
 def _words_ms(texts: Iterable[str]) -> int:

@@ -9,15 +9,15 @@ which the page's script only ever puts on screen through `textContent`.
 
 from __future__ import annotations
 
-import contextlib
 import html
 import json
 import os
-import secrets
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
+
+from coachtrack.files import temp_beside as _temp_beside
 
 # --- words on the page ---------------------------------------------------------------------
 
@@ -490,22 +490,6 @@ def _document(
 </body>
 </html>
 """
-
-
-@contextlib.contextmanager
-def _temp_beside(path: Path) -> Iterator[Path]:
-    """A new, empty, dot-prefixed file beside `path`, removed on exit unless moved away."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        break
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 _ICON_PLAY = (

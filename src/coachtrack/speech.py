@@ -57,6 +57,12 @@ SILENCE_THRESHOLD = 1e-3
 # Tag-like markup: "<break time='3s'/>", "</emphasis>", "<!-- -->". A lone "<"
 # as in "< 5 seconds" is not markup. See `plain_text`.
 _MARKUP = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# Embedded engine commands in double brackets: espeak's phoneme input
+# "[[h@l'oU]]" and macOS's "[[slnc 3000]]" (3 s of silence), "[[rate 90]]".
+_COMMANDS = re.compile(r"\[\[.*?\]\]", re.DOTALL)
+
+TIMEOUT_ENV = "COACHTRACK_SPEECH_TIMEOUT"
+DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,11 +106,27 @@ class SpeechEngine(Protocol):
 
 
 def plain_text(text: str) -> str:
-    """The text as the engine should read it: markup tags dropped, whitespace collapsed."""
-    # espeak is driven without its SSML flag, so it would not interpret
-    # `<break time="3s"/>`, but it would read it out ("break time equals three
-    # s slash"). Texts are plain by contract, so tags are neither obeyed nor read.
-    return " ".join(_MARKUP.sub(" ", text).split())
+    """The text as the engine should read it: markup and commands dropped, whitespace collapsed."""
+    # espeak is driven without its SSML and phoneme flags, so it would not
+    # interpret `<break time="3s"/>` or `[[h@l'oU]]`, but it would read them out
+    # ("break time equals three s slash", "h at l o u"); SAPI5 and macOS's
+    # synthesizer would obey them. Texts are plain by contract, so such markup
+    # is neither obeyed nor read.
+    return " ".join(_MARKUP.sub(" ", _COMMANDS.sub(" ", text)).split())
+
+
+def timeout_from_env(default_s: float = DEFAULT_TIMEOUT_S) -> float:
+    """Seconds a line may take to speak: $COACHTRACK_SPEECH_TIMEOUT, else `default_s`."""
+    written = os.environ.get(TIMEOUT_ENV, "").strip()
+    if not written:
+        return default_s
+    try:
+        seconds = float(written)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise UserError(f"{TIMEOUT_ENV}={written!r}: give a number of seconds above 0, e.g. 60")
+    return seconds
 
 
 def trim_silence(pcm: npt.NDArray[np.int16]) -> npt.NDArray[np.int16]:
@@ -255,14 +277,15 @@ class SpeechCache:
 class Pyttsx3Engine:
     """The default engine: pyttsx3 driving espeak-ng, each line in a fresh forked process."""
 
-    def __init__(self, *, timeout_s: float = 30.0) -> None:
+    def __init__(self, *, timeout_s: float | None = None) -> None:
         if not hasattr(os, "fork"):
             raise BuildError("the pyttsx3 speech engine needs a POSIX system (os.fork)")
         from importlib import metadata  # not at the top: the fork server does not need it
 
         tools.ensure_espeak()
         self.name = f"pyttsx3-{metadata.version('pyttsx3')}/espeak-ng-{_espeak_version()}"
-        self.timeout_s = timeout_s
+        # Per line; a hung espeak fails the build after this long, not never.
+        self.timeout_s = timeout_from_env() if timeout_s is None else timeout_s
         self._lock = threading.Lock()
         self._server: _ForkServer | None = None
         self._voices: list[VoiceInfo] | None = None
@@ -346,8 +369,13 @@ class Pyttsx3Engine:
             failures = [
                 f'speech engine failed on "{request.text}": {reply["error"]}'
                 for request, reply in zip(unique, replies, strict=True)
-                if reply.get("error")
+                if reply.get("error") and not reply.get("skipped")
             ]
+            if any(reply.get("timed_out") for reply in replies):
+                failures.append(
+                    f"espeak-ng hung: each line may take {self.timeout_s:g} s "
+                    f"(set {TIMEOUT_ENV} to a number of seconds to allow more)"
+                )
             if failures:
                 raise BuildError("\n".join(failures))
             return {
@@ -389,6 +417,8 @@ def _clip_from_wav(path: Path, text: str) -> Clip:
         with wave.open(str(path), "rb") as wav:
             shape = (wav.getnchannels(), wav.getsampwidth(), wav.getframerate())
             frames = wav.readframes(wav.getnframes())
+    except FileNotFoundError:
+        raise BuildError(f'speech engine wrote no usable WAV for "{text}": no file') from None
     except (OSError, EOFError, wave.Error) as error:
         raise BuildError(f'speech engine wrote no usable WAV for "{text}": {error}') from None
     if shape != (1, 2, SAMPLE_RATE):
@@ -582,7 +612,14 @@ def _serve(batch: dict[str, Any], replies: TextIO) -> None:
                 os.waitpid(child.pid, 0)
                 os.close(fd)
                 del running[fd]
-                _send(replies, {"index": child.index, "error": f"timed out after {timeout_s:g} s"})
+                message = f"timed out after {timeout_s:g} s"
+                _send(replies, {"index": child.index, "error": message, "timed_out": True})
+                # An engine that hangs on one line likely hangs on the next: fail
+                # now, not after every line of the batch has had its full timeout.
+                while pending:
+                    index, _ = pending.popleft()
+                    skipped = "not spoken: the engine hung on an earlier line"
+                    _send(replies, {"index": index, "error": skipped, "skipped": True})
         exiting = [pid for pid in exiting if os.waitpid(pid, os.WNOHANG) == (0, 0)]
     for pid in exiting:
         os.waitpid(pid, 0)

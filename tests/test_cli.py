@@ -1,0 +1,455 @@
+"""The command line as a user meets it, in fresh processes: bad input, usage, output formats.
+
+Every kind of malformed routine is refused by `check` and by `build` alike: exit 2,
+one `PATH[:LINE:COL]: key.path: message` line per problem, no traceback, nothing
+written, at once. Refusing needs no speech engine, so the whole table takes seconds:
+all the files go through `check` and `build` in two fresh processes, and each file
+alone through the CLI's entry point in this process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import typer
+
+from coachtrack import cli
+
+from .e2e import decode, ffprobe_chapters, run_cli, samples
+
+ROOT = Path(__file__).parent.parent
+SHORT = ROOT / "tests" / "data" / "short.yaml"
+
+# A valid routine up to its only step's actions, which go on line 5 at column 9.
+HEAD = "title: T\nsteps:\n  - title: S\n    do:\n"
+ONE_STEP = "steps:\n  - title: S\n    do: [{say: hi}]\n"
+
+
+def actions(text: str) -> str:
+    """A routine whose only step's `do` list is `text`."""
+    return HEAD + "".join(f"      {line}\n" for line in text.splitlines())
+
+
+def top(extra: str) -> str:
+    """A routine with the line `extra` after its title."""
+    return f"title: T\n{extra}\n{ONE_STEP}"
+
+
+def step(extra: str) -> str:
+    """A routine whose only step has the line `extra` before its `do`."""
+    return HEAD.replace("    do:\n", f"    {extra}\n    do:\n") + "      - say: hi\n"
+
+
+BILLION_LAUGHS = "\n".join(
+    ["a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    + [f"a{n}: &a{n} [{', '.join([f'*a{n - 1}'] * 9)}]" for n in range(1, 10)]
+)
+PWNED = "pwned-by-a-routine"  # a tag that ran code would create this file
+
+# Each kind of bad routine: the file, and a pattern its first problem line matches
+# after the path (a whole-file problem has no line and column).
+BAD: dict[str, tuple[str | bytes, str]] = {
+    "yaml-syntax": ("title: x\nsteps: [\n", r"^:3:1: YAML syntax error: "),
+    "yaml-indent": ("title: x\n  steps: y\n", r"^:2:8: YAML syntax error: mapping values"),
+    "tabs": ("title: x\nsteps:\n\t- title: y\n", r"^:3:1: .*indent with spaces, not tabs$"),
+    "empty": ("", r"^: the file is empty$"),
+    "only-comments": ("# nothing here yet\n", r"^: the file is empty$"),
+    "top-list": ("- a\n- b\n", r"^:1:1: expected a routine \(a mapping with title and steps\)"),
+    "top-text": ("Stretch the calf.\n", r"^:1:1: expected a routine"),
+    "steps-missing": ("title: T\n", r"^:1:1: missing required key 'steps'$"),
+    "steps-empty": ("title: T\nsteps: []\n", r"^:2:1: steps: the list is empty"),
+    "title-missing": (ONE_STEP, r"^:1:1: missing required key 'title'$"),
+    "unknown-key": (top("colour: red"), r"^:2:1: colour: unknown key 'colour'$"),
+    "misspelt-key": (
+        actions("- hold: 30s\n  breath: calm"),
+        r"^:6:9: steps\[0\]\.do\[0\]\.breath: unknown key 'breath'; did you mean 'breathe'\?$",
+    ),
+    "wrong-type-title": ("title: 2024\n" + ONE_STEP, r"^:1:1: title: expected text, got a number"),
+    "wrong-type-hold": (actions("- hold: [30s]"), r"^:5:9: steps\[0\]\.do\[0\]\.hold: expected"),
+    "wrong-type-steps": ("title: T\nsteps: stretch\n", r"^:2:1: steps: expected a list of steps"),
+    "duration-unparseable": (actions("- hold: abc"), r'^:5:9: steps\[0\]\.do\[0\]\.hold: "abc"'),
+    "duration-zero": (actions("- hold: 0s"), r'hold: "0s" must be longer than zero$'),
+    "duration-negative": (actions("- pause: -5s"), r'pause: "-5s" must be longer than zero$'),
+    "duration-too-short": (actions("- hold: 0.5s"), r"hold: .* a hold lasts at least 1 s$"),
+    "duration-too-long": (actions("- hold: 31m"), r"hold: .* a hold lasts at most 30 min$"),
+    "range-reversed": (actions("- hold: 2m..1m"), r'hold: "2m..1m" must go from shorter'),
+    "track-over-4h": (
+        actions("- repeat: 9\n  do: [{hold: 30m}]"),
+        r"^:2:1: steps: the routine would last about 4h 30m, over the 4 hour limit$",
+    ),
+    "track-over-4h-counting-aloud": (
+        actions("- repeat: 9000\n  do: [{hold: 1s}]"),
+        r"^:2:1: steps: with the counting aloud.* over the 4 hour limit$",
+    ),
+    "id-path-separator": (top("id: legs/hamstring"), r"^:2:1: id: 'legs/hamstring' is not a valid"),
+    "id-dotdot": (top("id: ../escape"), r"^:2:1: id: '\.\./escape' is not a valid id"),
+    "id-uppercase": (top("id: Hamstring"), r"^:2:1: id: 'Hamstring' is not a valid id"),
+    "breathe-unknown": (
+        actions("- hold: 30s\n  breathe: deeply"),
+        r"breathe: unknown breathe 'deeply': use intensify or calm$",
+    ),
+    "text-empty": (actions('- say: ""'), r"^:5:9: steps\[0\]\.do\[0\]\.say: the text is empty$"),
+    "text-markup-only": (
+        actions("- say: '<break time=\"3s\"/>'"),
+        r"say: nothing to speak: markup such as <break/>",
+    ),
+    "text-punctuation-only": (actions("- say: '...'"), r"say: nothing to speak: the text has no"),
+    "repeat-zero": (actions("- repeat: 0\n  do: [{say: x}]"), r"repeat: must be a whole number"),
+    "repeat-fraction": (actions("- repeat: 2.5\n  do: [{say: x}]"), r"got 2\.5$"),
+    "repeat-words": (actions("- repeat: ten\n  do: [{say: x}]"), r"expected a whole number"),
+    "sides-empty": (step("sides: []"), r"^:4:5: steps\[0\]\.sides: the list is empty$"),
+    "duplicate-key": ("title: T\ntitle: U\n" + ONE_STEP, r"^:2:1: title: duplicate key 'title'"),
+    "action-two-kinds": (
+        actions("- hold: 5s\n  pause: 3s"),
+        r"^:5:9: steps\[0\]\.do\[0\]: an action is exactly one of .*not hold and pause$",
+    ),
+    "action-no-kind": (actions("- breathe: calm"), r"^:5:9: .*an action needs one of say"),
+    "language-unknown": (top("language: fr"), r"^:2:1: language: unknown language 'fr'"),
+    "yaml-tag-python": (
+        f'title: !!python/object/apply:os.system ["touch {PWNED}"]\n' + ONE_STEP,
+        r"^:1:8: the YAML tag '!!python/object/apply:os.system' is not allowed$",
+    ),
+    "yaml-tag-local": ("title: !shout T\n" + ONE_STEP, r"^:1:8: the YAML tag '!shout'"),
+    "alias-bomb": (BILLION_LAUGHS, r"the file has more than 10,000 values"),
+    "alias-recursive": ("title: T\nsteps: &s [*s]\n", r"an alias refers to the node"),
+    "deep-nesting": ("[" * 20_000 + "]" * 20_000, r"^:1:51: the file is nested more than 50"),
+    "invalid-utf8": (b"title: T\nsafety: caf\xe9\n", r"^: the file is not UTF-8 text: byte 0xE9"),
+    "utf16": ("title: T\n".encode("utf-16"), r"^: the file is not UTF-8 text"),
+    "nul-character": ("title: a\x00b\n" + ONE_STEP, r"^:1:9: the character U\+0000"),
+    "over-size-limit": (
+        b"\xff[" * 600_000,  # neither UTF-8 nor YAML: only the size may be reported
+        r"^: the file is 1,200,000 bytes; a routine file is at most 1 MB$",
+    ),
+    "crlf-and-bom-keep-line-numbers": (
+        b"\xef\xbb\xbf" + actions("- hold: 2m..1m").replace("\n", "\r\n").encode(),
+        r'^:5:9: steps\[0\]\.do\[0\]\.hold: "2m..1m" must go from shorter',
+    ),
+    "placeholder-unknown": (actions('- say: "Lift {foot}."'), r"unknown placeholder '\{foot\}'"),
+}
+PROBLEM_LINE = r"(:\d+:\d+)?: \S"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusals:
+    """`check` and `build` run on all the bad files at once, each in a fresh process."""
+
+    folder: Path
+    check: subprocess.CompletedProcess[str]
+    build: subprocess.CompletedProcess[str]
+
+
+@pytest.fixture(scope="module")
+def refusals(tmp_path_factory: pytest.TempPathFactory) -> Refusals:
+    folder = tmp_path_factory.mktemp("bad")
+    (folder / "routines").mkdir()
+    for kind, (content, _) in BAD.items():
+        data = content.encode("utf-8") if isinstance(content, str) else content
+        (folder / "routines" / f"{kind}.yaml").write_bytes(data)
+    cache = folder / "cache"
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        check = pool.submit(run_cli, "check", "routines", cwd=folder, cache=cache)
+        build = pool.submit(run_cli, "build", "routines", "--out", "out", cwd=folder, cache=cache)
+        return Refusals(folder, check.result(), build.result())
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], paths: list[str]) -> list[str]:
+    """Exit 2, stdout empty, every stderr line a located problem in one of `paths`."""
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.splitlines()
+    assert lines
+    pattern = re.compile(rf"^({'|'.join(re.escape(p) for p in paths)}){PROBLEM_LINE}")
+    for line in lines:
+        assert pattern.match(line), line
+    return lines
+
+
+def run_in_process(
+    args: list[str], capsys: pytest.CaptureFixture[str]
+) -> tuple[subprocess.CompletedProcess[str], float]:
+    """The CLI's entry point called here, as `coachtrack ARGS` would call it, and its time."""
+    started = time.perf_counter()
+    try:
+        cli.main(args)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    seconds = time.perf_counter() - started
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err), seconds
+
+
+@pytest.mark.parametrize("kind", BAD)
+def test_bad_routine_is_refused_with_located_problems(
+    refusals: Refusals, kind: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = refusals.folder / "routines" / f"{kind}.yaml"
+    name = f"routines/{kind}.yaml"
+    every = [f"routines/{other}.yaml" for other in BAD]
+    # In fresh processes, among all the other files: exactly the problems of this file alone.
+    from_check = [line for line in assert_refused(refusals.check, every) if line.startswith(name)]
+    from_build = [line for line in assert_refused(refusals.build, every) if line.startswith(name)]
+    assert from_check == from_build
+    assert re.search(BAD[kind][1], from_check[0].removeprefix(name)), from_check[0]
+    assert not (refusals.folder / "out").exists()  # nothing written
+    assert not (refusals.folder / "cache").exists()  # the speech engine never started
+    assert not (refusals.folder / PWNED).exists()  # no code ran from a routine
+    # Alone, through the entry point: exit 2, the same lines, at once.
+    out = refusals.folder / f"out-{kind}"
+    for args in (["check", str(path)], ["build", str(path), "--out", str(out)]):
+        result, seconds = run_in_process(args, capsys)
+        alone = assert_refused(result, [str(path)])
+        assert [line.replace(str(path), name, 1) for line in alone] == from_check
+        assert seconds < 5, f"{args[0]} took {seconds:.1f} s"  # ~10 ms; loose for busy CI
+    assert not out.exists()
+
+
+def test_every_bad_file_reported_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "routines"
+    folder.mkdir()
+    chosen = ["tabs", "duration-zero", "id-dotdot", "invalid-utf8", "alias-bomb"]
+    for kind in chosen:
+        content = BAD[kind][0]
+        (folder / f"{kind}.yaml").write_bytes(
+            content.encode("utf-8") if isinstance(content, str) else content
+        )
+    (folder / "good.yaml").write_bytes(SHORT.read_bytes())
+    two_problems = "titel: T\nlanguage: fr\n" + ONE_STEP
+    (folder / "two.yaml").write_text(two_problems, encoding="utf-8")
+    for command in (["check", "routines"], ["build", "routines", "--out", "out"]):
+        result = run_cli(*command, cache=tmp_path / "cache", cwd=tmp_path)
+        paths = [f"routines/{name}" for name in sorted(os.listdir(folder))]
+        lines = assert_refused(result, paths)
+        named = {line.split(":", 1)[0] for line in lines}
+        assert named == {f"routines/{kind}.yaml" for kind in [*chosen, "two"]}
+        assert [line for line in lines if line.startswith("routines/two.yaml")] == [
+            "routines/two.yaml:1:1: titel: unknown key 'titel'; did you mean 'title'?",
+            "routines/two.yaml:2:1: language: unknown language 'fr' (known: de, en)",
+        ]
+    assert not (tmp_path / "out").exists()  # the good routine is not built either
+    assert not (tmp_path / "cache").exists()
+
+
+def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
+    for name in ("a.yaml", "b.yaml"):
+        (tmp_path / name).write_text(top("id: same"), encoding="utf-8")
+    result = run_cli(
+        "build", "a.yaml", "b.yaml", "--out", "out", cache=tmp_path / "c", cwd=tmp_path
+    )
+    assert assert_refused(result, ["a.yaml", "b.yaml"]) == [
+        "b.yaml:2:1: id: the routine id 'same' is also used by a.yaml"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["build", "short.yaml", "--bogus"], "No such option: --bogus"),
+        (["frobnicate"], "No such command 'frobnicate'"),
+        (["plan"], "Missing argument"),
+        (["build", "short.yaml", "--out", "out", "--jobs", "0"], "--jobs"),
+        (["build", "short.yaml", "--out", "out", "-p", "nightly"], "unknown profile 'nightly'"),
+        (["plan", "short.yaml", "--profile", "nightly"], "unknown profile 'nightly'"),
+        (["build", "short.yaml", "--out", "out", "--format", "ogg"], "unknown format 'ogg'"),
+        (["check", "missing.yaml"], "missing.yaml: no such file or folder"),
+        (["build", "empty-folder", "--out", "out"], "empty-folder: no routine files"),
+    ],
+    ids=lambda value: " ".join(value) if isinstance(value, list) else "",
+)
+def test_usage_errors_exit_2_without_traceback(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    (tmp_path / "empty-folder").mkdir()
+    result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "c").exists()
+
+
+# --- happy paths and their output formats
+
+
+@pytest.fixture(scope="module")
+def warm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A speech cache holding every line of tests/data/short.yaml in every profile."""
+    cache = tmp_path_factory.mktemp("warm-cache")
+    result = run_cli("list", str(SHORT), cache=cache)
+    assert result.returncode == 0, result.stderr
+    return cache
+
+
+def test_check_prints_one_ok_line_per_routine(tmp_path: Path) -> None:
+    result = run_cli("check", str(ROOT / "routines"), str(SHORT), cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert len(lines) == len(list((ROOT / "routines").glob("*.yaml"))) + 1
+    for line in lines:
+        assert re.fullmatch(r"ok  \S+\.yaml  \([a-z0-9-]+, \d+ steps\)", line), line
+    assert f"ok  {SHORT}  (short, 2 steps)" in lines
+    assert result.stderr == ""
+    assert not (tmp_path / "c").exists()  # checking needs no speech
+
+
+@pytest.mark.engine
+def test_list_shows_length_per_profile(warm: Path) -> None:
+    result = run_cli("list", str(SHORT), cache=warm)
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    assert header.split() == ["id", "steps", "phone", "bedside", "gym", "title"]
+    assert re.fullmatch(r"short +2 +\d\d:\d\d +\d\d:\d\d +\d\d:\d\d +Short test routine", row)
+
+
+@pytest.mark.engine
+def test_voices_lists_id_languages_and_name(tmp_path: Path) -> None:
+    result = run_cli("voices", "--language", "de", cache=tmp_path / "c")
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines()]
+    assert ["gmw/de", "de", "German"] in rows
+    assert all(row[1].split(",")[0].split("-")[0] == "de" for row in rows)
+
+
+@pytest.mark.engine
+def test_plan_text_and_json_show_the_same_timeline(warm: Path) -> None:
+    profile = "bedside"
+    text = run_cli("plan", str(SHORT), "--profile", profile, cache=warm)
+    sheet_run = run_cli("plan", str(SHORT), "--profile", profile, "--json", cache=warm)
+    assert text.returncode == sheet_run.returncode == 0, text.stderr + sheet_run.stderr
+    sheet = json.loads(sheet_run.stdout)
+    assert sheet["routine"] == "short" and sheet["profile"] == profile
+    assert sheet["sample_rate"] == 22050 and isinstance(sheet["duration_ms"], int)
+    kinds = {"speech", "cue", "hold", "pause", "chime", "countdown", "music"}
+    assert {event["kind"] for event in sheet["events"]} <= kinds
+    starts = [event["start_ms"] for event in sheet["events"]]
+    assert starts == sorted(starts)
+
+    head, *rows, last = text.stdout.splitlines()
+    assert head == f"# Short test routine (short, {profile})"
+    row = re.compile(r"(\d{2,}):(\d{2})\.(\d{3})  (\w+) +(.*)")
+    parsed = [row.fullmatch(line) for line in rows]
+    assert all(parsed), [line for line, m in zip(rows, parsed, strict=True) if not m]
+    assert [m.group(4) for m in parsed if m] == [event["kind"] for event in sheet["events"]]
+    assert [_ms(m) for m in parsed if m] == starts
+    end = row.fullmatch(last + " ")
+    assert end and end.group(4) == "end" and _ms(end) == sheet["duration_ms"]
+    spoken = [e.get("text") for e in sheet["events"] if e["kind"] in ("speech", "cue")]
+    texts = [m.group(5) for m in parsed if m and m.group(4) in ("speech", "cue")]
+    assert texts == spoken
+
+
+def _ms(match: re.Match[str]) -> int:
+    minutes, seconds, millis = (int(match.group(i)) for i in (1, 2, 3))
+    return (minutes * 60 + seconds) * 1000 + millis
+
+
+def _commands() -> list[str]:
+    """Every command the CLI offers, as Typer registered them."""
+    group = typer.main.get_command(cli.app)
+    return sorted(getattr(group, "commands", {}))
+
+
+def _help(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+    """What `coachtrack ARGS --help` prints, through the real entry point."""
+    try:
+        cli.main([*args, "--help"])
+    except SystemExit as done:
+        assert done.code in (0, None)
+    return capsys.readouterr().out
+
+
+def test_every_command_is_documented_with_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    commands = _commands()
+    assert {"check", "plan", "build", "list", "voices"} <= set(commands)
+    overview = _help([], capsys)
+    for name in commands:
+        assert name in overview
+        page = " ".join(_help([name], capsys).split())
+        assert re.search(rf"Example: coachtrack {name}\b", page), f"{name} --help has no example"
+
+
+# --- odd but valid input builds
+
+
+ODD = (
+    "\ufefftitle: Dehnübung für die Wade 🧘 — Растяжка 伸展\r\n"
+    "id: odd\r\n"
+    "equipment: [Handtuch, полотенце]\r\n"
+    "intro: Café au lait, naïve señor.\r\n"
+    "steps:\r\n"
+    "  - title: Wade ✨ icke\r\n"
+    "    sides: [rechts, левый]\r\n"
+    "    do:\r\n"
+    "      - say: Lean on the wall with your {side} foot back. 😀\r\n"
+    "      - say:\r\n"
+    '          - Relax. <break time="3s"/> Breathe.\r\n'
+    "          - Relax. Breathe.\r\n"
+    "          - Say [[h@l'oU]] now.\r\n"
+    "          - Say now.\r\n"
+    '          - <speak><prosody rate="x-slow">Slowly</prosody></speak> up.\r\n'
+    "          - Slowly up.\r\n"
+    "          - Растяжка. 伸展。\r\n"
+    "      - hold: 4s\r\n"
+    "outro: Готово! 🎉\r\n"
+)
+
+
+@pytest.mark.engine
+def test_odd_but_valid_routine_builds_and_markup_is_not_obeyed(tmp_path: Path) -> None:
+    path = tmp_path / "odd.yaml"
+    path.write_bytes(ODD.encode("utf-8"))
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    checked = run_cli("check", str(path), cache=cache)
+    assert checked.returncode == 0, checked.stderr
+    planned = run_cli("plan", str(path), "--json", cache=cache)
+    assert planned.returncode == 0, planned.stderr
+    built = run_cli("build", str(path), "--out", str(out), cache=cache)
+    assert built.returncode == 0, built.stderr
+    assert "Traceback" not in built.stderr
+
+    sheet = json.loads(planned.stdout)
+    length = {
+        (event["text"], event["side"]): event["end_ms"] - event["start_ms"]
+        for event in sheet["events"]
+        if event["kind"] == "speech"
+    }
+    for side in ("rechts", "левый"):
+        # Markup is dropped, never obeyed: each marked line sounds as its plain twin.
+        for marked, plain in [
+            ('Relax. <break time="3s"/> Breathe.', "Relax. Breathe."),
+            ("Say [[h@l'oU]] now.", "Say now."),
+            ('<speak><prosody rate="x-slow">Slowly</prosody></speak> up.', "Slowly up."),
+        ]:
+            # Same samples; their ends are rounded to ms apart, so within 1 ms.
+            assert abs(length[(marked, side)] - length[(plain, side)]) <= 1, marked
+        assert length[('Relax. <break time="3s"/> Breathe.', side)] < 2500
+
+    mp3 = out / "phone" / "odd.mp3"
+    assert abs(len(decode(mp3)) - samples(sheet["duration_ms"])) <= samples(30)
+    tags = [chapter["tags"] for chapter in ffprobe_chapters(mp3)]
+    titles = [tag["title"] for tag in tags if isinstance(tag, dict)]
+    assert titles == ["Wade ✨ icke (rechts)", "Wade ✨ icke (левый)"]
+    lrc = mp3.with_suffix(".lrc").read_text(encoding="utf-8")
+    assert "Dehnübung für die Wade 🧘 — Растяжка 伸展" in lrc and "Готово! 🎉" in lrc
+    playlist = (mp3.parent / "playlist.m3u8").read_text(encoding="utf-8")
+    assert "Dehnübung für die Wade 🧘 — Растяжка 伸展" in playlist
+
+
+def test_help_runs_in_a_fresh_process() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "coachtrack", "--help"],
+        capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0 and "Example:" in result.stdout

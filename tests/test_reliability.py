@@ -1,0 +1,666 @@
+"""Nothing lost, nothing let in: fuzzed routines through the planner, and faults through the CLI.
+
+The faults are the ones users meet: Ctrl-C and `kill -9` in the middle of a build,
+two builds into one folder, a damaged speech cache, a speech engine that hangs or
+writes nothing, espeak-ng or ffmpeg missing, an `--out` that cannot be a folder.
+Each runs the real `coachtrack` in a fresh process. Faults inside the speech engine
+are injected by a `sitecustomize` module written for the test (see FAULTS), so the
+program itself carries no test hooks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import math
+import os
+import shutil
+import signal
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from coachtrack import SAMPLE_RATE, build
+from coachtrack.errors import UserError
+from coachtrack.export import read_track_info
+from coachtrack.loader import MAX_TRACK_MS, load_routine, longest_track_ms
+from coachtrack.model import Routine
+from coachtrack.phrases import phrasebook
+from coachtrack.profiles import PROFILES
+from coachtrack.script import make_script
+from coachtrack.sounds import sound_set
+from coachtrack.speech import SpeechCache
+from coachtrack.timeline import Timeline, build_timeline
+
+from .e2e import decode, samples
+from .fakes import FakeEngine
+from .test_loader_fuzz import FUZZ, documents, routine_shaped
+
+ROOT = Path(__file__).parent.parent
+SHORT = ROOT / "tests" / "data" / "short.yaml"
+LONG = ROOT / "routines" / "hamstring-cramps.yaml"  # a 30-minute track: time to interrupt it
+
+# Pending patches to cli.py, build.py, export.py and page.py (see docs/RELIABILITY.md, "Pending").
+# Remove each marker once its patch is in: the test then passes, and strict=True makes
+# a forgotten marker fail.
+NEEDS_EXPORT_PATCH = pytest.mark.xfail(
+    strict=True, reason="export.py does not yet remove temporary files of killed builds"
+)
+
+
+# --- the planner, fuzzed ---------------------------------------------------------------
+
+
+def word_model_samples(text: str, rate_wpm: int) -> int:
+    """A clip as long as the loader's length bound assumes speech to be, at this rate."""
+    return max(1, round(len(text.split()) * 60_000 / rate_wpm * SAMPLE_RATE / 1000))
+
+
+SOUNDS = {chimes: {k: len(v) for k, v in sound_set(chimes, SAMPLE_RATE).items()}
+          for chimes in {p.chimes for p in PROFILES.values()}}  # fmt: skip
+
+
+def plan_everywhere(routine: Routine) -> list[Timeline]:
+    """The routine planned in every profile, with word-model clip lengths."""
+    timelines = []
+    for profile in PROFILES.values():
+        script = make_script(routine, profile, phrasebook(routine.language))
+        lengths = {text: word_model_samples(text, profile.rate_wpm) for text in script.texts()}
+        timelines.append(build_timeline(script, lengths, SOUNDS[profile.chimes], SAMPLE_RATE))
+    return timelines
+
+
+def check_planned(routine: Routine) -> None:
+    """Whatever the loader accepts, the planner places within the loader's length bound."""
+    bound = math.ceil(longest_track_ms(routine) * SAMPLE_RATE / 1000)
+    for timeline in plan_everywhere(routine):
+        assert 0 < timeline.duration <= bound
+        assert timeline.duration <= MAX_TRACK_MS * SAMPLE_RATE // 1000
+        starts = [event.start for event in timeline.events]
+        assert starts == sorted(starts)
+        assert all(0 <= e.start <= e.end <= timeline.duration for e in timeline.events)
+        chapters = timeline.chapters
+        assert chapters and chapters[0].start == 0 and chapters[-1].end == timeline.duration
+        assert all(a.end == b.start for a, b in itertools.pairwise(chapters))
+
+
+@pytest.fixture(scope="module")
+def fuzz_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("planner-fuzz")
+
+
+def load_and_plan(path: Path) -> None:
+    """A routine that plans cleanly, or a UserError: never anything else."""
+    try:
+        routine = load_routine(path)
+    except UserError as error:
+        assert error.problems
+        return
+    check_planned(routine)
+
+
+@FUZZ
+@given(text=documents)
+def test_any_text_loads_and_plans_or_fails_cleanly(fuzz_folder: Path, text: str) -> None:
+    path = fuzz_folder / "any.yaml"
+    path.write_text(text, encoding="utf-8", newline="")
+    load_and_plan(path)
+
+
+@FUZZ
+@given(data=routine_shaped())
+def test_routine_shaped_yaml_loads_and_plans_or_fails_cleanly(
+    fuzz_folder: Path, data: dict[str, object]
+) -> None:
+    path = fuzz_folder / "shaped.yaml"
+    path.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    load_and_plan(path)
+
+
+@st.composite
+def long_routines(draw: st.DrawFn) -> str:
+    """Routines near the 4-hour limit: many repetitions, counted aloud, of short actions."""
+    inner = draw(
+        st.lists(
+            st.sampled_from(["{hold: 1s}", "{hold: 5s..20s}", "{say: Lift.}", "{pause: 2s}",
+                             "{say: Breathe in and lift the leg slowly.}", "{hold: 3m}"]),
+            min_size=1, max_size=3,
+        )
+    )  # fmt: skip
+    times = draw(st.integers(1, 4000))
+    sides = draw(st.sampled_from(["", "    sides: [right, left]\n"]))
+    head = f"title: Many\nsteps:\n  - title: Reps\n{sides}    do:\n"
+    return head + f"      - repeat: {times}\n        do: [{', '.join(inner)}]\n"
+
+
+@settings(FUZZ, max_examples=max(1, FUZZ.max_examples // 2))  # each plans thousands of items
+@given(text=long_routines())
+def test_what_the_loader_accepts_plans_to_at_most_4_hours(fuzz_folder: Path, text: str) -> None:
+    path = fuzz_folder / "long.yaml"
+    path.write_text(text, encoding="utf-8")
+    load_and_plan(path)
+
+
+def test_the_length_bound_holds_for_the_shipped_routines() -> None:
+    for path in sorted((ROOT / "routines").glob("*.yaml")):
+        check_planned(load_routine(path))
+
+
+HOLDS_3H30 = "title: Long\nsteps:\n  - title: Hold\n    do: [{repeat: 7, do: [{hold: 30m}]}]\n"
+
+
+def test_a_session_over_4_hours_is_refused_once_planned(tmp_path: Path) -> None:
+    # Each routine is under 4 hours, so the loader lets them in; `mix` joins them.
+    routines = []
+    for name in ("a", "b"):
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(HOLDS_3H30 + f"id: {name}\n", encoding="utf-8")
+        routines.append(load_routine(path))
+    engine = FakeEngine()
+    studio = build.Studio(engine, SpeechCache(engine, tmp_path / "cache"))
+    session = build.session_track(routines, PROFILES["phone"], tmp_path / "session.mp3")
+    with pytest.raises(UserError, match="over the 4 hour limit"):
+        studio.plan(session)
+
+
+# --- running the CLI with faults ---------------------------------------------------------
+
+FAULTS = """
+import os
+import sys
+
+_fault = os.environ.get("COACHTRACK_TEST_FAULT", "")
+if _fault == "no-espeak":  # as on a machine without libespeak-ng and without the wheel
+    import ctypes.util
+
+    _find_library = ctypes.util.find_library
+    ctypes.util.find_library = lambda name: None if "espeak" in name else _find_library(name)
+    sys.modules["espeakng_loader"] = None
+elif _fault == "no-ffmpeg-wheel":
+    sys.modules["imageio_ffmpeg"] = None
+elif _fault in ("hang", "no-wav"):  # in the speech engine's forked child
+    import coachtrack.speech as _speech
+
+    def _child_speak(text, voice, rate, wav, status_fd):
+        if _fault == "hang":
+            import time
+
+            time.sleep(3600)
+        _speech._answer(status_fd, {"error": None})  # "done", and no WAV written
+
+    _speech._child_speak = _child_speak
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Cli:
+    """Runs `coachtrack` in fresh processes with a given speech cache and faults."""
+
+    cache: Path
+    cwd: Path
+    faults: Path  # a folder holding sitecustomize.py
+
+    def env(self, fault: str = "", **extra: str) -> dict[str, str]:
+        env = {**os.environ, "COACHTRACK_CACHE_DIR": str(self.cache), **extra}
+        if fault:
+            env["COACHTRACK_TEST_FAULT"] = fault
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(self.faults),
+                                                              env.get("PYTHONPATH")]))  # fmt: skip
+        return env
+
+    def run(
+        self, *args: str, fault: str = "", timeout: float = 120, **extra: str
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "coachtrack", *args],
+            capture_output=True, text=True, env=self.env(fault, **extra), cwd=self.cwd,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+
+    def start(self, *args: str) -> subprocess.Popen[str]:
+        """A build in its own process group, as a shell starts a foreground job."""
+        return subprocess.Popen(
+            [sys.executable, "-m", "coachtrack", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env=self.env(), cwd=self.cwd, start_new_session=True,
+        )  # fmt: skip
+
+
+def make_cli(root: Path, cache: Path | None = None) -> Cli:
+    faults = root / "faults"
+    faults.mkdir(exist_ok=True)
+    (faults / "sitecustomize.py").write_text(FAULTS, encoding="utf-8")
+    return Cli(cache=cache or root / "cache", cwd=root, faults=faults)
+
+
+def temporary_files(folder: Path) -> list[str]:
+    """Dot-prefixed files anywhere under `folder`: what an interrupted writer leaves."""
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob(".*") if p.is_file())
+
+
+def processes_mentioning(text: str) -> list[str]:
+    """Processes whose command line or environment holds `text` (e.g. a test's folder)."""
+    found = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if proc.name == str(os.getpid()):
+                continue
+            seen = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+            if text.encode() in seen:
+                found.append((proc / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+    return found
+
+
+def wait_until_gone(text: str, timeout_s: float = 10) -> list[str]:
+    """Wait for every process mentioning `text` to end; those still running after."""
+    deadline = time.monotonic() + timeout_s
+    while (left := processes_mentioning(text)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return left
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def cache_entries_are_whole(cache: Path) -> list[Path]:
+    """Every speech cache entry, each checked against its own digest (see SpeechCache)."""
+    entries = sorted((cache / "speech").rglob("*.pcm"))
+    header = struct.Struct("<8sQ32s")
+    for entry in entries:
+        data = entry.read_bytes()
+        magic, count, digest = header.unpack_from(data)
+        body = data[header.size :]
+        assert magic == b"CTSPEECH" and len(body) == 2 * count > 0, entry
+        assert hashlib.sha256(entry.stem.encode() + body).digest() == digest, entry
+    return entries
+
+
+@dataclass(frozen=True, slots=True)
+class Drill:
+    """A routine `drill` with a short and a long version, and its short track already built."""
+
+    cli: Cli  # its cache holds every line of the short version
+    long_cli: Cli  # its cache holds every line of the long version
+    short: Path  # routine files
+    long: Path
+    previous: Path  # an out folder holding phone/drill.mp3 built from the short version
+    clean_short: str  # sha256 of a clean (empty-cache) build of the short version
+
+
+@pytest.fixture(scope="module")
+def drill(tmp_path_factory: pytest.TempPathFactory) -> Drill:
+    root = tmp_path_factory.mktemp("drill")
+    cli, long_cli = make_cli(root), make_cli(root, cache=root / "long-cache")
+    short, long = root / "short" / "drill.yaml", root / "long" / "drill.yaml"
+    for path, source, routine_id in ((short, SHORT, "short"), (long, LONG, "hamstring-cramps")):
+        path.parent.mkdir()
+        text = source.read_text(encoding="utf-8").replace(f"id: {routine_id}", "id: drill")
+        path.write_text(text, encoding="utf-8")
+    with ThreadPoolExecutor(2) as pool:  # the long version's speech, cached meanwhile
+        warm = pool.submit(long_cli.run, "plan", str(long))
+        built = cli.run("build", str(short), "--out", "previous")
+    assert built.returncode == 0 and warm.result().returncode == 0, built.stderr
+    clean = sha256(root / "previous" / "phone" / "drill.mp3")
+    return Drill(cli, long_cli, short, long, root / "previous", clean)
+
+
+@dataclass(frozen=True, slots=True)
+class Interrupted:
+    """A long build stopped by a signal while it wrote its track over a previous one."""
+
+    result: subprocess.CompletedProcess[str]
+    out: Path
+    previous_sha256: str
+    seconds_to_stop: float
+
+
+def interrupt_build(drill: Drill, name: str, sig: signal.Signals) -> Interrupted:
+    """Rebuild drill's track from its long version and stop it while the track is written."""
+    out = drill.cli.cwd / name
+    shutil.copytree(drill.previous, out)
+    folder = out / "phone"
+    proc = drill.long_cli.start("build", str(drill.long), "--out", str(out))
+    try:
+        deadline = time.monotonic() + 120
+        while not [p for p in folder.iterdir() if p.name.startswith(".drill.mp3.")]:
+            assert proc.poll() is None, f"the build ended before writing: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the build never started writing its track"
+            time.sleep(0.001)
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)  # as Ctrl-C does: to the terminal's foreground group
+        else:
+            proc.send_signal(sig)  # as `kill -9 PID` does
+        stopped = time.monotonic()
+        out_text, err_text = proc.communicate(timeout=60)
+        seconds = time.monotonic() - stopped
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
+    return Interrupted(result, out, drill.clean_short, seconds)
+
+
+@pytest.fixture(scope="module")
+def ctrl_c(drill: Drill) -> Interrupted:
+    return interrupt_build(drill, "ctrl-c", signal.SIGINT)
+
+
+@pytest.fixture(scope="module")
+def killed(drill: Drill) -> Interrupted:
+    stopped = interrupt_build(drill, "killed", signal.SIGKILL)
+    # What the killed build started (ffmpeg, the speech server) ends without it.
+    assert wait_until_gone(str(stopped.out)) == []
+    return stopped
+
+
+@pytest.mark.engine
+def test_ctrl_c_keeps_the_previous_track_and_removes_temporary_files(ctrl_c: Interrupted) -> None:
+    seen = ctrl_c.result  # shown with every failure below
+    assert "Traceback" not in seen.stderr, seen
+    assert sha256(ctrl_c.out / "phone" / "drill.mp3") == ctrl_c.previous_sha256, seen
+    assert temporary_files(ctrl_c.out) == [], seen
+    assert wait_until_gone(str(ctrl_c.out)) == [], seen  # no encoder left running
+    assert ctrl_c.seconds_to_stop < 10, seen
+
+
+@pytest.mark.engine
+def test_ctrl_c_exits_130_saying_so(ctrl_c: Interrupted) -> None:
+    assert ctrl_c.result.returncode == 130, ctrl_c.result
+    assert ctrl_c.result.stderr.strip() == (
+        "coachtrack: interrupted; nothing half-written was left behind"
+    )
+    assert ctrl_c.result.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def ctrl_c_while_speaking(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> tuple[Cli, Path, subprocess.CompletedProcess[str]]:
+    root = tmp_path_factory.mktemp("ctrl-c-speaking")
+    cli = make_cli(root)
+    proc = cli.start("build", str(LONG), "--out", "out")
+    try:
+        deadline = time.monotonic() + 60
+        while len(list((cli.cache / "speech").rglob("*.pcm"))) < 5:
+            assert proc.poll() is None, proc.communicate()
+            assert time.monotonic() < deadline, "no speech was cached"
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGINT)
+        out_text, err_text = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    return cli, root, subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
+
+
+@pytest.mark.engine
+def test_ctrl_c_while_speaking_keeps_the_cache_whole(
+    ctrl_c_while_speaking: tuple[Cli, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    cli, root, result = ctrl_c_while_speaking
+    assert "Traceback" not in result.stderr, result
+    assert cache_entries_are_whole(cli.cache)
+    assert temporary_files(cli.cache) == []
+    assert not (root / "out" / "phone" / "hamstring-cramps.mp3").exists()
+    assert temporary_files(root / "out") == []
+    assert wait_until_gone(str(cli.cache)) == []  # the speech server is gone
+
+
+@pytest.mark.engine
+def test_ctrl_c_while_speaking_exits_130(
+    ctrl_c_while_speaking: tuple[Cli, Path, subprocess.CompletedProcess[str]],
+) -> None:
+    assert ctrl_c_while_speaking[2].returncode == 130
+
+
+@pytest.mark.engine
+def test_a_killed_build_never_leaves_a_partial_track_under_its_name(killed: Interrupted) -> None:
+    assert killed.result.returncode == -signal.SIGKILL, killed.result
+    folder = killed.out / "phone"
+    assert sha256(folder / "drill.mp3") == killed.previous_sha256
+    # Whatever it left behind is dot-prefixed, so players and playlists never see it.
+    before = {p.name: sha256(p) for p in (killed.out.parent / "previous" / "phone").iterdir()}
+    after = {p.name: sha256(p) for p in folder.iterdir() if not p.name.startswith(".")}
+    assert after == before
+
+
+@pytest.mark.engine
+@NEEDS_EXPORT_PATCH
+def test_the_next_build_removes_what_a_killed_build_left(drill: Drill, killed: Interrupted) -> None:
+    # --force: the previous track is up to date, and only a build that writes it cleans up.
+    result = drill.cli.run("build", str(drill.short), "--out", str(killed.out), "--force")
+    assert result.returncode == 0, result.stderr
+    assert sha256(killed.out / "phone" / "drill.mp3") == drill.clean_short
+    assert temporary_files(killed.out) == []
+
+
+@pytest.mark.engine
+def test_a_track_replaced_before_its_lrc_is_not_taken_as_up_to_date(
+    tmp_path: Path, drill: Drill
+) -> None:
+    # A build killed between replacing the track and writing its LRC (which carries
+    # the fingerprint) leaves the new track beside the old LRC. Built again from the
+    # old routine, the track must not be taken for up to date.
+    out = tmp_path / "out"
+    shutil.copytree(drill.previous, out)
+    old_lrc = (out / "phone" / "drill.lrc").read_bytes()
+    edited = tmp_path / "drill.yaml"
+    edited.write_text(drill.short.read_text().replace("Nicely done.", "All done."))
+    assert drill.cli.run("build", str(edited), "--out", str(out)).returncode == 0
+    assert sha256(out / "phone" / "drill.mp3") != drill.clean_short
+    (out / "phone" / "drill.lrc").write_bytes(old_lrc)  # as if killed before the LRC
+    result = drill.cli.run("build", str(drill.short), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert sha256(out / "phone" / "drill.mp3") == drill.clean_short
+
+
+@pytest.mark.engine
+def test_two_builds_into_one_folder_at_once_both_succeed(tmp_path: Path, drill: Drill) -> None:
+    cli = make_cli(tmp_path)  # and one empty speech cache, filled by both at once
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(cli.run, "build", str(drill.short), "--out", "out") for _ in range(2)]
+        results = [run.result() for run in runs]
+    for result in results:
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == str(Path("out") / "phone" / "drill.mp3")
+    track = tmp_path / "out" / "phone" / "drill.mp3"
+    assert sha256(track) == drill.clean_short  # whole, and the same as a lone build
+    duration_ms = read_track_info(track).duration_ms
+    assert abs(len(decode(track)) - samples(duration_ms)) <= samples(30)
+    playlist = (track.parent / "playlist.m3u8").read_text(encoding="utf-8")
+    assert playlist.count("drill.mp3") == 1
+    assert temporary_files(tmp_path / "out") == [] and temporary_files(cli.cache) == []
+    cache_entries_are_whole(cli.cache)
+
+
+@pytest.mark.engine
+def test_a_damaged_speech_cache_is_detected_and_remade(tmp_path: Path, drill: Drill) -> None:
+    cli = make_cli(tmp_path)
+    shutil.copytree(drill.cli.cache, cli.cache)  # every line the short drill says
+    entries = cache_entries_are_whole(cli.cache)
+    assert len(entries) > 8
+    damaged: dict[str, Callable[[bytes], bytes]] = {
+        "truncated": lambda data: data[: len(data) // 2],
+        "cut by one byte": lambda data: data[:-1],
+        "header only": lambda data: data[:48],
+        "empty": lambda data: b"",
+        "one bit flipped": lambda data: data[:-10] + bytes([data[-10] ^ 1]) + data[-9:],
+        "garbage": lambda data: os.urandom(len(data)),
+        "another line's clip": lambda data: entries[0].read_bytes(),
+        "grown": lambda data: data + b"\0\0",
+    }
+    for entry, damage in zip(entries[1:], damaged.values(), strict=False):
+        entry.write_bytes(damage(entry.read_bytes()))
+    again = cli.run("build", str(drill.short), "--out", "again")
+    assert again.returncode == 0, again.stderr
+    assert sha256(tmp_path / "again/phone/drill.mp3") == drill.clean_short
+    assert cache_entries_are_whole(cli.cache) == entries  # each damaged entry made again
+    assert temporary_files(cli.cache) == []
+
+
+@pytest.mark.engine
+def test_an_unusable_cache_folder_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "not-a-folder").write_text("x")
+    cli = make_cli(tmp_path, cache=tmp_path / "not-a-folder")
+    result = cli.run("build", str(SHORT), "--out", "out")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "cannot write the speech cache" in result.stderr
+    assert "COACHTRACK_CACHE_DIR" in result.stderr
+    assert not (tmp_path / "out" / "phone" / "short.mp3").exists()
+
+
+@pytest.mark.engine
+def test_a_hanging_speech_engine_times_out_with_a_clear_error(tmp_path: Path) -> None:
+    cli = make_cli(tmp_path)
+    started = time.monotonic()
+    result = cli.run(
+        "build", str(SHORT), "--out", "out", fault="hang", COACHTRACK_SPEECH_TIMEOUT="1"
+    )
+    took = time.monotonic() - started
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    first = result.stderr.splitlines()[0]
+    assert (
+        first.startswith('coachtrack: speech engine failed on "') and "timed out after 1 s" in first
+    )
+    assert "espeak-ng hung" in result.stderr and "COACHTRACK_SPEECH_TIMEOUT" in result.stderr
+    assert took < 6  # the timeout once, not once per pair of lines (~30 lines: 8 s or more)
+    assert temporary_files(tmp_path / "out") == []
+    assert not (tmp_path / "out" / "phone" / "short.mp3").exists()
+    assert wait_until_gone(str(cli.cache)) == []  # the hung child was killed
+
+
+@pytest.mark.engine
+def test_a_speech_engine_that_writes_nothing_is_a_clear_error(tmp_path: Path) -> None:
+    cli = make_cli(tmp_path)
+    result = cli.run("build", str(SHORT), "--out", "out", fault="no-wav")
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert 'speech engine wrote no usable WAV for "' in result.stderr
+    assert not (tmp_path / "out" / "phone" / "short.mp3").exists()
+    assert not list((tmp_path / "cache").rglob("*.pcm"))  # nothing bad was cached
+
+
+@pytest.mark.parametrize("written", ["abc", "0", "-1", "inf"])
+def test_a_bad_speech_timeout_setting_is_a_usage_error(tmp_path: Path, written: str) -> None:
+    result = make_cli(tmp_path).run(
+        "build", str(SHORT), "--out", "out", COACHTRACK_SPEECH_TIMEOUT=written
+    )
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"coachtrack: COACHTRACK_SPEECH_TIMEOUT={written!r}: "
+        "give a number of seconds above 0, e.g. 60\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("command", [["build", str(SHORT), "--out", "out"], ["voices"]])
+def test_missing_espeak_says_what_to_install(tmp_path: Path, command: list[str]) -> None:
+    result = make_cli(tmp_path).run(*command, fault="no-espeak")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("coachtrack: libespeak-ng not found: ")
+    assert "apt-get install espeak-ng" in result.stderr
+    assert "pip install 'coachtrack[wheels]'" in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_checking_needs_no_speech_engine(tmp_path: Path) -> None:
+    result = make_cli(tmp_path).run("check", str(SHORT), fault="no-espeak")
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.engine
+def test_missing_ffmpeg_says_what_to_install(tmp_path: Path, drill: Drill) -> None:
+    cli = make_cli(tmp_path, cache=drill.cli.cache)  # speech cached: ffmpeg is met quickly
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = cli.run(
+        "build", str(drill.short), "--out", "out", "--format", "m4a",
+        fault="no-ffmpeg-wheel", PATH=str(empty),
+    )  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("coachtrack: ffmpeg not found: ")
+    assert "apt-get install ffmpeg" in result.stderr
+    assert "pip install 'coachtrack[wheels]'" in result.stderr
+    assert not (tmp_path / "out" / "phone" / "drill.m4a").exists()
+    assert temporary_files(tmp_path / "out") == []
+
+
+# --- an --out that cannot be a folder
+
+
+@contextlib.contextmanager
+def unwritable(folder: Path) -> Iterator[None]:
+    """`folder` made unwritable, even for root where the system allows it."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    if shutil.which("chattr") is None:
+        pytest.skip("running as root without chattr: cannot make a folder unwritable")
+    made = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False)
+    if made.returncode != 0:
+        pytest.skip(f"cannot make a folder immutable here: {made.stderr!r}")
+    try:
+        yield
+    finally:
+        subprocess.run(["chattr", "-i", str(folder)], check=True)
+
+
+def out_error(tmp_path: Path, out: str) -> subprocess.CompletedProcess[str]:
+    """`build --out OUT`, which must fail at once, before any speech."""
+    result = make_cli(tmp_path).run("build", str(SHORT), "--out", out)
+    assert result.returncode == 1, result
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    return result
+
+
+def test_out_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "track.mp3").write_bytes(b"not a folder")
+    result = out_error(tmp_path, "track.mp3")
+    assert result.stderr == "coachtrack: --out: track.mp3 is a file, not a folder\n"
+    assert (tmp_path / "track.mp3").read_bytes() == b"not a folder"
+
+
+def test_out_under_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"")
+    result = out_error(tmp_path, "file/out")
+    assert result.stderr == "coachtrack: --out: file is a file, not a folder\n"
+
+
+def test_out_whose_profile_folder_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "phone").write_bytes(b"")
+    result = out_error(tmp_path, "out")
+    assert result.stderr == "coachtrack: --out: out/phone is a file, not a folder\n"
+    assert not (tmp_path / "cache").exists()  # refused before any speech
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path: Path) -> None:
+    (tmp_path / "out").mkdir()
+    with unwritable(tmp_path / "out"):
+        result = out_error(tmp_path, "out")
+    assert result.stderr.startswith("coachtrack: --out: cannot write in out")
+    assert list((tmp_path / "out").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # refused before any speech
