@@ -42,48 +42,46 @@ class Mastering:
 
 @dataclass(slots=True)
 class _Sound:
-    """One distinct sound: band-limited, its K-weighted energy, where it is placed."""
+    """One distinct sound, band-limited and weighed, kept small: a long track has many."""
 
-    audio: npt.NDArray[np.float32]
-    squares: npt.NDArray[np.float32]  # K-weighted, with the filter's tail
-    spectrum: npt.NDArray[np.complex64]  # of the band-limited audio, for oversampling
-    size: int
+    band: npt.NDArray[np.int16]  # band-limited audio, scaled to its own peak
+    scale: float  # band * scale is the audio
+    squares: npt.NDArray[np.float16]  # K-weighted squares with the filter's tail
+    envelope: npt.NDArray[np.float16]  # true peak (4x oversampled) around each sample
     peak: float
     starts: list[int] = field(default_factory=list)
-    envelope_cache: npt.NDArray[np.float32] | None = None
 
-    def envelope(self) -> npt.NDArray[np.float32]:
-        """The true-peak envelope (4x oversampled), worked out once when first needed."""
-        if self.envelope_cache is None:
-            n = len(self.audio)
-            up = np.fft.irfft(self.spectrum, 4 * self.size)[: 4 * n] * 4
-            env = np.maximum(np.abs(up).reshape(n, 4).max(axis=1), np.abs(self.audio))
-            self.envelope_cache = env.astype(np.float32)
-        return self.envelope_cache
+    def audio(self) -> npt.NDArray[np.float32]:
+        """The band-limited sound."""
+        return np.asarray(self.band * np.float32(self.scale), dtype=np.float32)
 
 
 def _key(event: Event) -> Key:
     return ("text", event.text) if event.text is not None else ("sound", event.sound or "")
 
 
-def _prepare(audio: Audio, rate: int) -> _Sound:
-    """Band-limit a sound and weigh it, with one forward FFT."""
+def _prepare(audio: npt.NDArray[np.floating] | npt.NDArray[np.int16], rate: int) -> _Sound:
+    """Band-limit a sound, weigh it and find its true peaks, with one forward FFT."""
     if rate != 22050:
         raise ValueError("the encoder band filter is designed for 22050 Hz")
     n, tail = len(audio), loudness.block_samples(rate)
     size = dsp.fast_size(n + dsp.IMPULSE_SAMPLES)
+    x = audio.astype(np.float32) / (32768 if audio.dtype == np.int16 else 1)
     # Single precision: ample for audio, and a third of the time of double.
-    band = np.fft.rfft(audio.astype(np.float32), size)
+    band = np.fft.rfft(x, size)
     band *= dsp.frequency_response(dsp.ENCODER_BAND_22050, size)
     k = loudness.KWeighting.for_rate(rate).sections()
     weighted = np.fft.irfft(band * dsp.frequency_response(k, size), size)[: n + tail]
     clean = np.fft.irfft(band, size)[:n]
+    up = np.abs(np.fft.irfft(band, 4 * size)[: 4 * n] * 4).reshape(n, 4).max(axis=1)
+    peak = float(np.max(np.abs(clean), initial=0.0))
+    scale = peak / 32767 if peak > 0 else 1.0
     return _Sound(
-        audio=np.asarray(clean, dtype=np.float32),
-        squares=np.square(weighted),
-        spectrum=np.asarray(band, dtype=np.complex64),
-        size=size,
-        peak=float(np.max(np.abs(clean), initial=0.0)),
+        band=np.round(clean / scale).astype(np.int16),
+        scale=scale,
+        squares=np.square(weighted).astype(np.float16),
+        envelope=np.maximum(up, np.abs(clean)).astype(np.float16),
+        peak=peak,
     )
 
 
@@ -105,7 +103,7 @@ class _Solver:
             self.sounds[_key(event)].starts.append(event.start)
         self.base = np.zeros(self.total // self.block + 2)
         for sound in self.sounds.values():
-            cum = loudness.cumulative(sound.squares)
+            cum = loudness.cumulative(sound.squares.astype(np.float32))
             for start in sound.starts:
                 loudness.bin_cumulative(self.base, start, cum, self.block)
         self.bed = _music_energy(mix, self.base)
@@ -131,7 +129,7 @@ class _Solver:
         for key, sound in self.sounds.items():
             if sound.peak * INTERSAMPLE_HEADROOM <= ceiling:
                 continue
-            env = sound.envelope()
+            env = sound.envelope
             spans = dsp.segments(env > ceiling, reach)
             if not spans:
                 continue
@@ -155,7 +153,8 @@ class _Solver:
             sound = self.sounds[key]
             removed = np.zeros(len(sound.squares))
             for a, curve in parts:
-                removed[a : a + len(curve)] = sound.squares[a : a + len(curve)] * (curve**2 - 1.0)
+                squares = sound.squares[a : a + len(curve)].astype(np.float64)
+                removed[a : a + len(curve)] = squares * (curve**2 - 1.0)
             cum = loudness.cumulative(removed)
             for start in sound.starts:
                 loudness.bin_cumulative(energy, start, cum, self.block)
@@ -202,11 +201,13 @@ def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Masterin
         hi_l, curves = solver.loudness_at(hi_db)
     gain = loudness.db_to_gain(hi_db)
     finished: dict[Key, Audio] = {}
-    for key, sound in solver.sounds.items():
-        audio = sound.audio * gain
+    for key in list(solver.sounds):
+        sound = solver.sounds.pop(key)  # let each sound's working arrays go as we finish it
+        audio = sound.audio()
+        audio *= np.float32(gain)
         for a, curve in curves.get(key, []):
-            audio[a : a + len(curve)] *= curve
-        finished[key] = audio.astype(np.float32)
+            audio[a : a + len(curve)] *= curve.astype(np.float32)
+        finished[key] = audio
     mastered = Mixer(
         mix.timeline,
         {k[1]: v for k, v in finished.items() if k[0] == "text"},
