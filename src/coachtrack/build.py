@@ -39,6 +39,7 @@ if TYPE_CHECKING:  # the render stack loads only when something is rendered
     from coachtrack import export
 
     Audio = npt.NDArray[np.float32]
+    Pcm = npt.NDArray[np.int16]
 Format = Literal["mp3", "m4a", "wav"]
 FORMATS: tuple[Format, ...] = ("mp3", "m4a", "wav")
 GENRE = "Fitness"
@@ -76,7 +77,7 @@ class Planned:
     track: Track
     script: Script
     timeline: Timeline
-    clips: Mapping[str, Audio]
+    clips: Mapping[str, Pcm]  # as the speech cache keeps them
     sounds: Mapping[str, Audio]
 
 
@@ -134,7 +135,7 @@ class Studio:
             return make_script(track.routines[0], track.profile, book)
         return make_session_script(track.id, track.title, track.routines, track.profile, book)
 
-    def speak(self, scripts: Sequence[Script]) -> dict[tuple[str, int, str], Audio]:
+    def speak(self, scripts: Sequence[Script]) -> dict[tuple[str, int, str], Pcm]:
         """Every line of these scripts, synthesized (or from the cache) in one batch."""
         wanted: dict[tuple[str, int, str], SpeechRequest] = {}
         for script in scripts:
@@ -143,7 +144,7 @@ class Studio:
                 request = SpeechRequest(text, voice, script.profile.rate_wpm)
                 wanted[(voice, request.rate_wpm, text)] = request
         with self.timings.stage("synthesis"):
-            clips = self.cache.clips(wanted.values(), jobs=self.jobs)
+            clips = self.cache.pcm(wanted.values(), jobs=self.jobs)
         return {key: clips[request] for key, request in wanted.items()}
 
     def plan(self, track: Track) -> Planned:

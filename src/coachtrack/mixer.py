@@ -19,6 +19,7 @@ from coachtrack.profiles import Profile
 from coachtrack.timeline import Event, Timeline
 
 Audio = npt.NDArray[np.float32]
+Sound = npt.NDArray[np.float32] | npt.NDArray[np.int16]  # int16: full scale is 32768
 SOUNDING = ("speech", "cue", "chime", "countdown")
 ISLAND_MARGIN_MS = 250  # silence kept around sound, for filter and limiter tails
 MAX_ISLAND_S = 60  # longer stretches of sound are cut, so memory stays flat
@@ -66,8 +67,8 @@ class Mixer:
     def __init__(
         self,
         timeline: Timeline,
-        clips: Mapping[str, Audio],
-        sounds: Mapping[str, Audio],
+        clips: Mapping[str, Sound],
+        sounds: Mapping[str, Sound],
         profile: Profile,
         music: MusicBed | None = None,
     ) -> None:
@@ -79,7 +80,7 @@ class Mixer:
         self.sounding = tuple(e for e in timeline.events if e.kind in SOUNDING)
         self.speech_spans = tuple((e.start, e.end) for e in self.sounding if e.text is not None)
 
-    def audio_of(self, event: Event) -> Audio:
+    def audio_of(self, event: Event) -> Sound:
         """The samples an event plays."""
         if event.text is not None:
             return self.clips[event.text]
@@ -94,7 +95,11 @@ class Mixer:
                 continue
             audio = self.audio_of(event)
             lo, hi = max(start, event.start), min(end, event.start + len(audio))
-            out[lo - start : hi - start] += audio[lo - event.start : hi - event.start]
+            piece = audio[lo - event.start : hi - event.start]
+            if piece.dtype == np.int16:
+                out[lo - start : hi - start] += piece * np.float32(1 / 32768)
+            else:
+                out[lo - start : hi - start] += piece
         if self.music is not None:
             out += self.music.render(start, end, self.speech_spans)
         self._fade_in(out, start)
