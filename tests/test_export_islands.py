@@ -1,5 +1,6 @@
 """MP3 from LAME islands: exact length and timing, digital silence, the same audio as one
-whole-track encode, and the same bytes whatever the chunking. Real LAME and ffmpeg."""
+whole-track encode, and the same bytes whatever the chunking and the worker processes;
+clean stops. Real LAME and ffmpeg."""
 
 # mutagen's classes carry no type hints.
 # mypy: disable-error-code="no-untyped-call"
@@ -7,7 +8,12 @@ whole-track encode, and the same bytes whatever the chunking. Real LAME and ffmp
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
+import sys
+import textwrap
+import time
 import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,13 +169,13 @@ def test_the_track_has_merged_and_separate_islands(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     starts: list[int] = []
-    original = export._Island.__init__
+    original = export._EncoderPool.open
 
-    def spied(self: export._Island, *args: object, start: int) -> None:
+    def spied(self: export._EncoderPool, island: int, start: int) -> None:
         starts.append(start)
-        original(self, *args, start=start)  # type: ignore[arg-type]
+        original(self, island, start)
 
-    monkeypatch.setattr(export._Island, "__init__", spied)
+    monkeypatch.setattr(export._EncoderPool, "open", spied)
     write(tmp_path / "t.mp3", track())
     # Bursts 1 and 2 (2 s apart) share an island, as do the noise and the click; the quiet
     # tone, 6 s after loud noise, and the noise 3.3 s after it (the least that splits) do not.
@@ -441,3 +447,295 @@ def test_islands_are_streamed(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert peak < 4 * 2**20, peak
     assert read_track_info(path).duration_ms == minutes * 60_000
+
+
+# --- in worker processes ------------------------------------------------------------
+
+
+def children() -> set[int]:
+    """This process's child processes, zombies included, from /proc (none without it)."""
+    found: set[int] = set()
+    if not Path("/proc/self/stat").exists():
+        return found
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue  # gone meanwhile
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+@pytest.fixture
+def forked(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
+    """The pids of the encoder processes forked during the test, checked to be reaped after."""
+    pids: list[int] = []
+    original = export._fork_worker
+
+    def spied(encoders: export._IslandEncoders, mask: set[int]) -> export._Worker | None:
+        worker = original(encoders, mask)
+        if worker is not None:
+            pids.append(worker.pid)
+        return worker
+
+    monkeypatch.setattr(export, "_fork_worker", spied)
+    before = children()
+    yield pids
+    for pid in pids:
+        with pytest.raises(ChildProcessError):  # reaped: no zombie, nothing running
+            os.waitpid(pid, os.WNOHANG)
+    assert children() <= before
+
+
+def use_processes(monkeypatch: pytest.MonkeyPatch, processes: int) -> None:
+    monkeypatch.setattr(export, "_encoder_processes", lambda: processes)
+
+
+@pytest.mark.parametrize(
+    ("processes", "sizes"),
+    [(1, (SR,)), (2, (len(track()),)), (2, (1009, 5, 44100)), (4, (GRANULE * 10,)), (4, (333,))],
+)
+def test_same_bytes_whatever_the_number_of_processes(
+    encoded: tuple[Samples, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    forked: list[int],
+    processes: int,
+    sizes: tuple[int, ...],
+) -> None:
+    pcm, path = encoded
+    use_processes(monkeypatch, processes)
+    again = tmp_path / "t.mp3"
+    write(again, pcm, sizes=sizes)
+    assert again.read_bytes() == path.read_bytes()
+    # Workers are forked as islands find the others busy, so how many depends on timing.
+    assert len(forked) == 0 if processes == 1 else 1 <= len(forked) <= processes
+
+
+def many_islands(seconds: int = 120) -> Samples:
+    """A 1 s burst every 4 s: an island each, some loud, some quiet."""
+    rng = np.random.default_rng(3)
+    pcm = np.zeros(seconds * SR, np.int16)
+    for i, start in enumerate(range(SR // 2, len(pcm) - SR, 4 * SR)):
+        pcm[start : start + SR] = speechlike(rng, SR, 300 if i % 3 == 2 else 8000)
+    return pcm
+
+
+def test_tight_bounds_and_islands_done_out_of_order_keep_the_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+) -> None:
+    pcm = many_islands()
+    use_processes(monkeypatch, 1)
+    reference = tmp_path / "in-process.mp3"
+    write(reference, pcm, sizes=(5 * SR,))
+    assert forked == []
+    # Three workers, the smallest pipes, no sound held in the writer, three islands at a
+    # time; the first two islands are slow, so the third comes back first.
+    use_processes(monkeypatch, 3)
+    monkeypatch.setattr(export, "_PIPE_BYTES", 4096)
+    monkeypatch.setattr(export, "_QUEUED_BYTES", 0)
+    monkeypatch.setattr(export, "_ISLANDS_IN_FLIGHT", 3)
+    original = export._IslandEncoders.close
+
+    def close(self: export._IslandEncoders, island: int, end: int) -> bytes:
+        if island < 2:
+            time.sleep(0.2)
+        return original(self, island, end)
+
+    monkeypatch.setattr(export._IslandEncoders, "close", close)
+    finished: list[int] = []
+    receive = export._IslandWriter._receive
+
+    def spied(self: export._IslandWriter, island: int, frames: bytes, last: bool) -> None:
+        finished.extend([island] * last)
+        receive(self, island, frames, last)
+
+    monkeypatch.setattr(export._IslandWriter, "_receive", spied)
+    parallel = tmp_path / "parallel.mp3"
+    write(parallel, pcm, sizes=(5 * SR,))
+    assert len(forked) == 3
+    assert finished.index(2) < finished.index(0)
+    assert len(finished) == len(set(finished)) > 25
+    assert parallel.read_bytes() == reference.read_bytes()
+
+
+def test_one_island_as_long_as_the_track_streams(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+) -> None:
+    # Ten minutes of sound without a gap, as under a music bed: one island, one worker.
+    use_processes(monkeypatch, 2)
+    opened: list[int] = []
+    original = export._EncoderPool.open
+
+    def spied(self: export._EncoderPool, island: int, start: int) -> None:
+        opened.append(start)
+        original(self, island, start)
+
+    monkeypatch.setattr(export._EncoderPool, "open", spied)
+    minutes, rng = 10, np.random.default_rng(5)
+    second = (tone(SR, 220, 3000) + speechlike(rng, SR, 2000) // 2).astype(np.int16)
+    n = minutes * 60 * SR
+    path = tmp_path / "t.mp3"
+    seen: list[tuple[int, int]] = []
+
+    def chunks() -> Iterator[Samples]:
+        for i in range(minutes * 60):
+            if i == 6 * 60:  # the first minutes' frames are in the file by now
+                (tmp,) = [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+                seen.append((tmp.stat().st_size, tracemalloc.get_traced_memory()[1]))
+            yield second
+
+    tracemalloc.start()
+    try:
+        write_track(path, chunks(), n_samples=n, sample_rate=SR, info=info_for(n))
+    finally:
+        tracemalloc.stop()
+    assert (opened, len(forked)) == ([0], 1)
+    ((written, peak),) = seen
+    assert written > 3 * 60 * 64_000 // 8  # three minutes' worth at 64 kbps
+    assert peak < 3 * 2**20, peak  # the sound on its way: 2 MB at most, and a chunk
+    assert read_track_info(path).duration_ms == minutes * 60_000
+
+
+class Boom(Exception):
+    pass
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, Boom])
+def test_interrupted_with_workers_busy_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], error: type[BaseException]
+) -> None:
+    use_processes(monkeypatch, 2)
+    original = export._IslandEncoders.feed
+
+    def slow(self: export._IslandEncoders, island: int, granule: int, pcm: bytes) -> bytes:
+        time.sleep(0.5)  # in the worker: busy when the writer is interrupted
+        return original(self, island, granule, pcm)
+
+    monkeypatch.setattr(export._IslandEncoders, "feed", slow)
+    path = tmp_path / "t.mp3"
+    path.write_bytes(b"the previous build")
+    pcm = many_islands()
+
+    def interrupted() -> Iterator[Samples]:
+        yield pcm[: 30 * SR]
+        raise error
+
+    started = time.perf_counter()
+    with pytest.raises(error):
+        write_track(
+            path, interrupted(), n_samples=len(pcm), sample_rate=SR, info=info_for(len(pcm))
+        )
+    assert time.perf_counter() - started < 1.5  # the workers were stopped, not waited for
+    assert len(forked) == 2
+    assert path.read_bytes() == b"the previous build"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.mp3"]
+
+
+def test_ctrl_c_on_the_process_group_leaves_no_process_and_no_file(tmp_path: Path) -> None:
+    # Ctrl-C in a terminal signals the whole process group: the writer and its workers.
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        from pathlib import Path
+        import numpy as np
+        from coachtrack import export
+        from coachtrack.export import TrackInfo, write_track
+        export._encoder_processes = lambda: 2
+        rng = np.random.default_rng(0)
+        n = 3600 * {SR}
+        def chunks():
+            for i in range(3600):
+                if i == 20:
+                    print("ready", flush=True)
+                yield (rng.standard_normal({SR}) * 3000).astype(np.int16)
+        path = Path(sys.argv[1]) / "t.mp3"
+        path.write_bytes(b"the previous build")
+        try:
+            write_track(path, chunks(), n_samples=n, sample_rate={SR},
+                        info=TrackInfo("t", "phone", "Fitness", "", "en", n * 1000 // {SR}, (), ()))
+        except KeyboardInterrupt:
+            sys.exit(130)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+        time.sleep(0.2)  # the workers encoding
+        os.killpg(proc.pid, signal.SIGINT)
+        stdout, stderr = proc.communicate(timeout=10)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert (proc.returncode, stdout, stderr) == (130, b"", b"")
+    assert (tmp_path / "t.mp3").read_bytes() == b"the previous build"
+    assert [p.name for p in tmp_path.iterdir()] == ["t.mp3"]
+    with pytest.raises(ProcessLookupError):  # nobody left in the group
+        os.killpg(proc.pid, 0)
+
+
+def test_a_failing_worker_is_reported(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+) -> None:
+    use_processes(monkeypatch, 2)
+
+    def failing(self: export._IslandEncoders, island: int, granule: int, pcm: bytes) -> bytes:
+        raise RuntimeError("LAME's frame 7 is not where its padding cycle puts it")
+
+    monkeypatch.setattr(export._IslandEncoders, "feed", failing)
+    with pytest.raises(RuntimeError, match="MP3 encoder process: RuntimeError: LAME's frame 7"):
+        write(tmp_path / "t.mp3", track())
+    assert forked and list(tmp_path.iterdir()) == []
+
+
+def test_a_worker_that_dies_is_a_build_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+) -> None:
+    use_processes(monkeypatch, 2)
+    monkeypatch.setattr(export._IslandEncoders, "feed", lambda *_: os._exit(3))
+    with pytest.raises(BuildError, match=r"encoder process stopped \(exit status 3\)"):
+        write(tmp_path / "t.mp3", track())
+    assert forked and list(tmp_path.iterdir()) == []
+
+
+def test_without_fork_islands_are_encoded_in_process(
+    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pcm, path = encoded
+    use_processes(monkeypatch, 4)
+
+    def no_fork() -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    monkeypatch.setattr(os, "fork", no_fork)
+    again = tmp_path / "t.mp3"
+    write(again, pcm, sizes=(1000, 7777, 333, 22050))
+    assert again.read_bytes() == path.read_bytes()
+
+
+def test_writing_from_a_forked_process_forks_its_own_workers(
+    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As `build --jobs` does: each track is written by a forked worker of its own.
+    pcm, path = encoded
+    use_processes(monkeypatch, 2)
+    again = tmp_path / "t.mp3"
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            write(again, pcm, sizes=(1000, 7777, 333, 22050))
+            code = 0 if not children() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert again.read_bytes() == path.read_bytes()

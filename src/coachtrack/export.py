@@ -5,9 +5,10 @@ file in the destination folder and moved onto its name with `os.replace` only
 once complete. The track is streamed: chunks go straight to the encoder and are
 never joined.
 
-MP3 is encoded in-process with LAME (lameenc), only around the sound: see "MP3 from
-LAME islands" below. `COACHTRACK_ENCODER=ffmpeg` encodes the whole stream with ffmpeg's
-libmp3lame instead, as before; rates and bitrates outside MPEG-2 always go that way.
+MP3 is encoded with LAME (lameenc), only around the sound, in worker processes on all
+cores: see "MP3 from LAME islands" below. `COACHTRACK_ENCODER=ffmpeg` encodes the whole
+stream with ffmpeg's libmp3lame instead, as before; rates and bitrates outside MPEG-2
+always go that way.
 """
 
 # mutagen's classes carry no type hints, and calling them is what this module is for.
@@ -17,20 +18,24 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import io
 import math
 import os
 import secrets
+import select
 import shutil
 import signal
+import struct
 import subprocess
 import tempfile
 import wave
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Literal, NamedTuple
+from typing import IO, Literal, NamedTuple, NoReturn
 
 import lameenc
 import numpy as np
@@ -530,15 +535,15 @@ class _Island:
         self._encoder = stream.encoder()
         self._pending = bytearray()
 
-    def feed(self, granule: int, pcm: npt.NDArray[np.int16]) -> None:
-        """Feed silence up to `granule`, then `pcm` (whole granules) from there on."""
+    def feed(self, granule: int, pcm: bytes) -> None:
+        """Feed silence up to `granule`, then `pcm` (whole granules, 16-bit LE) from there on."""
         while self.fed < granule:
             count = min(granule - self.fed, len(_ZERO_GRANULES) // (2 * _GRANULE))
             self._pending += self._encoder.encode(_ZERO_GRANULES[: 2 * _GRANULE * count])
             self.fed += count
-        if pcm.size:
-            self._pending += self._encoder.encode(pcm.astype("<i2", copy=False).tobytes())
-            self.fed += pcm.size // _GRANULE
+        if pcm:
+            self._pending += self._encoder.encode(pcm)
+            self.fed += len(pcm) // (2 * _GRANULE)
 
     def take(self, end: int) -> bytes:
         """The whole frames ready so far, up to (not including) frame `end` of the track."""
@@ -569,7 +574,7 @@ class _Island:
 
     def finish(self, end: int) -> bytes:
         """Flush the encoder; its frames up to frame `end`, checking that those after are silent."""
-        self.feed(end, np.zeros(0, np.int16))
+        self.feed(end, b"")
         self._pending += self._encoder.flush()
         frames = self.take(end)
         if self.taken != end:
@@ -585,19 +590,425 @@ class _Island:
         return frames
 
 
+def _island_end(last_sound: int, n_frames: int) -> int:
+    """The frame where an island ends, given the last granule with sound in it."""
+    return min(n_frames, last_sound + 1 + _TAIL_FRAMES)
+
+
+class _IslandEncoders:
+    """The encoders of the islands open in one process (the writer's or a worker's), by number."""
+
+    def __init__(self, stream: _Mp3Format, silence: _Silence, n_frames: int) -> None:
+        self._stream = stream
+        self._silence = silence
+        self._n_frames = n_frames
+        self._open: dict[int, _Island] = {}
+
+    def open(self, island: int, start: int) -> None:
+        """Start an island's encoder at frame `start`."""
+        self._open[island] = _Island(self._stream, self._silence, start=start)
+
+    def feed(self, island: int, granule: int, pcm: bytes) -> bytes:
+        """Feed the island sound from `granule` on; its frames that are ready."""
+        encoder = self._open[island]
+        encoder.feed(granule, pcm)
+        encoder.last_sound = encoder.fed - 1
+        return encoder.take(_island_end(encoder.last_sound, self._n_frames))
+
+    def close(self, island: int, end: int) -> bytes:
+        """Flush the island's encoder; its last frames, up to frame `end`."""
+        return self._open.pop(island).finish(end)
+
+
+# --- MP3 islands in worker processes --------------------------------------------------
+#
+# LAME holds the GIL while it encodes, so islands run in parallel only in other processes:
+# workers forked by the writer (lazily, one per island in progress, at most one per core),
+# each running islands' encoders as `_IslandEncoders` does here. An island's sound goes to
+# its worker as it comes, and its frames come back as LAME writes them, so an island as
+# long as the track (a music bed) streams like any other. The writer holds back the frames
+# of islands that finish early until those before them are written, and waits, rather
+# than buffer without bound, once a few MB of sound or a few islands are on their way.
+#
+# Writer and worker talk over two pipes in messages: a header (kind, island, a frame or
+# granule number, payload bytes), then the payload. The workers ignore Ctrl-C, which
+# reaches the whole process group: the writer stops them itself, and they exit by
+# themselves once the writer's end of their pipe closes, whatever became of the writer.
+
+_MESSAGE = struct.Struct("<Biqi")
+_OPEN, _FEED, _CLOSE = 0, 1, 2  # to a worker; the number: first frame, granule, end frame
+_FRAMES, _DONE, _FAILED = 3, 4, 5  # from a worker: frames; an island's last frames; an error
+_MAX_ENCODER_PROCESSES = 4
+_ISLANDS_IN_FLIGHT = 16  # islands begun but not yet written out, at most
+_QUEUED_BYTES = 1 << 21  # sound waiting in the writer for a worker's pipe, at most (48 s)
+_PIPE_BYTES = 1 << 20  # asked of the kernel for each pipe (24 s of sound); it may give less
+_READ_BYTES = 1 << 16
+_CLOSE_WEIGHT = 2 * _GRANULE * _TAIL_FRAMES  # a flush is about as much work as that much sound
+
+_Sink = Callable[[int, bytes, bool], None]  # (island, frames, whether they are its last)
+
+
+def _encoder_processes() -> int:
+    """How many processes may encode islands: one per core this one may run on, at most 4."""
+    if not hasattr(os, "fork"):
+        return 1
+    if hasattr(os, "sched_getaffinity"):
+        cores = len(os.sched_getaffinity(0))
+    else:
+        cores = os.cpu_count() or 1
+    return max(1, min(_MAX_ENCODER_PROCESSES, cores))
+
+
+@dataclass(slots=True)
+class _Worker:
+    """The writer's handle on one encoder process."""
+
+    pid: int
+    requests: int  # the write end of the pipe to it, non-blocking
+    replies: int  # the read end of the pipe from it, non-blocking
+    outbox: deque[memoryview] = field(default_factory=deque)  # not yet in the pipe
+    awaiting: deque[int] = field(default_factory=deque)  # the weight of each unanswered request
+    load: int = 0  # their sum
+    inbox: bytearray = field(default_factory=bytearray)
+    running: bool = True
+
+
+class _EncoderPool:
+    """Runs islands' encoders in forked workers (or in this process), frames to `sink`."""
+
+    def __init__(self, encoders: _IslandEncoders, sink: _Sink, *, processes: int) -> None:
+        self._encoders = encoders  # used here, and forked into every worker
+        self._sink = sink
+        self._max_workers = processes if processes > 1 else 0
+        self._workers: list[_Worker] = []
+        self._by_fd: dict[int, _Worker] = {}
+        self._route: dict[int, _Worker | None] = {}  # an open island's worker (None: here)
+        self._queued = 0  # bytes in the outboxes
+
+    def open(self, island: int, start: int) -> None:
+        """Start an island's encoder at frame `start`, in the least busy worker."""
+        worker = self._choose()
+        self._route[island] = worker
+        if worker is None:
+            self._encoders.open(island, start)
+        else:
+            self._send(worker, _OPEN, island, start)
+
+    def feed(self, island: int, granule: int, pcm: memoryview) -> None:
+        """Feed an island whole granules of sound (16-bit LE) from `granule` on."""
+        worker = self._route[island]
+        if worker is None:
+            self._sink(island, self._encoders.feed(island, granule, bytes(pcm)), False)
+            return
+        self._send(worker, _FEED, island, granule, pcm, weight=len(pcm))
+        while self._queued > _QUEUED_BYTES:
+            self._pump(wait=True)
+
+    def close(self, island: int, end: int) -> None:
+        """End an island at frame `end`."""
+        worker = self._route.pop(island)
+        if worker is None:
+            self._sink(island, self._encoders.close(island, end), True)
+        else:
+            self._send(worker, _CLOSE, island, end, weight=_CLOSE_WEIGHT)
+
+    def poll(self) -> None:
+        """Pass on what the pipes take and the workers have written, without waiting."""
+        if self._workers:
+            self._pump(wait=False)
+
+    def wait(self, done: Callable[[], bool]) -> None:
+        """Pass data to and from the workers until `done()`."""
+        while not done():
+            if not any(worker.awaiting or worker.outbox for worker in self._workers):
+                raise RuntimeError("waiting for MP3 frames that no encoder is making")
+            self._pump(wait=True)
+
+    def stop(self) -> None:
+        """Stop the workers, idle or not, and reap them."""
+        if not self._workers:
+            return
+        # A second Ctrl-C (the process group's, then a parent's) must not cut this short.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for worker in self._workers:
+                with contextlib.suppress(OSError):
+                    os.close(worker.requests)
+                if worker.running:  # done or not: nothing they hold is worth waiting for
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(worker.pid, signal.SIGKILL)
+            for worker in self._workers:
+                if worker.running:
+                    with contextlib.suppress(ChildProcessError):
+                        os.waitpid(worker.pid, 0)
+                    worker.running = False
+                with contextlib.suppress(OSError):
+                    os.close(worker.replies)
+            self._workers.clear()
+            self._by_fd.clear()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _choose(self) -> _Worker | None:
+        """The worker for a new island: an idle one, else a new one, else the least busy."""
+        least = min(self._workers, key=lambda worker: worker.load, default=None)
+        if (least is None or least.load > 0) and len(self._workers) < self._max_workers:
+            worker = self._start()
+            if worker is not None:
+                return worker
+            self._max_workers = len(self._workers)  # no more processes to be had
+        return least
+
+    def _start(self) -> _Worker | None:
+        """Fork a worker; None if no process can be had."""
+        # No Ctrl-C until the worker is known, so that none is left behind untracked.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            worker = _fork_worker(self._encoders, mask)
+            if worker is not None:
+                self._workers.append(worker)
+                self._by_fd[worker.requests] = self._by_fd[worker.replies] = worker
+            return worker
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+
+    def _send(
+        self,
+        worker: _Worker,
+        kind: int,
+        island: int,
+        number: int,
+        payload: memoryview | None = None,
+        *,
+        weight: int = 0,
+    ) -> None:
+        size = 0 if payload is None else len(payload)
+        worker.outbox.append(memoryview(_MESSAGE.pack(kind, island, number, size)))
+        if payload is not None and size:
+            worker.outbox.append(payload)
+        self._queued += _MESSAGE.size + size
+        if kind != _OPEN:
+            worker.awaiting.append(weight)
+            worker.load += weight
+        self._flush(worker)
+        if payload is not None and worker.outbox:
+            # What the pipe did not take is copied: the caller may reuse its array.
+            worker.outbox[-1] = memoryview(bytes(worker.outbox[-1]))
+
+    def _flush(self, worker: _Worker) -> None:
+        outbox = worker.outbox
+        while outbox:
+            try:
+                written = os.write(worker.requests, outbox[0])
+            except BlockingIOError:
+                return
+            except BrokenPipeError:
+                raise self._lost(worker) from None
+            self._queued -= written
+            if written == len(outbox[0]):
+                outbox.popleft()
+            else:
+                outbox[0] = outbox[0][written:]
+
+    def _pump(self, *, wait: bool) -> None:
+        poller = select.poll()
+        for worker in self._workers:
+            poller.register(worker.replies, select.POLLIN)
+            if worker.outbox:
+                poller.register(worker.requests, select.POLLOUT)
+        for fd, _ in poller.poll(None if wait else 0):
+            worker = self._by_fd[fd]
+            if fd == worker.replies:
+                self._receive(worker)
+            else:
+                self._flush(worker)
+
+    def _receive(self, worker: _Worker) -> None:
+        try:
+            data = os.read(worker.replies, _READ_BYTES)
+        except BlockingIOError:
+            return
+        if not data:
+            raise self._lost(worker)
+        worker.inbox += data
+        for kind, island, payload in _messages(worker.inbox):
+            if kind == _FAILED:
+                raise _worker_error(payload)
+            worker.load -= worker.awaiting.popleft()
+            self._sink(island, payload, kind == _DONE)
+
+    def _lost(self, worker: _Worker) -> Exception:
+        """The error for a worker that stopped before its work was done (it is reaped)."""
+        _, status = os.waitpid(worker.pid, 0)
+        worker.running = False
+        # It may have said why, in what is left in its pipe.
+        with contextlib.suppress(OSError):
+            while data := os.read(worker.replies, _READ_BYTES):
+                worker.inbox += data
+        for kind, _, payload in _messages(worker.inbox):
+            if kind == _FAILED:
+                return _worker_error(payload)
+        code = os.waitstatus_to_exitcode(status)
+        return BuildError(f"an MP3 encoder process stopped ({_describe_exit(code)})")
+
+
+def _messages(inbox: bytearray) -> Iterator[tuple[int, int, bytes]]:
+    """Take the whole messages (kind, island, payload) from the front of `inbox`."""
+    while len(inbox) >= _MESSAGE.size:
+        kind, island, _, size = _MESSAGE.unpack_from(inbox)
+        end = _MESSAGE.size + size
+        if len(inbox) < end:
+            return
+        payload = bytes(inbox[_MESSAGE.size : end])
+        del inbox[:end]
+        yield kind, island, payload
+
+
+def _worker_error(message: bytes) -> RuntimeError:
+    return RuntimeError(f"MP3 encoder process: {message.decode(errors='replace')}")
+
+
+def _fork_worker(encoders: _IslandEncoders, mask: Iterable[int]) -> _Worker | None:
+    """Fork an encoder process running `encoders`; None if no process can be had."""
+    import fcntl  # POSIX only, like fork
+
+    requests_in, requests = os.pipe()
+    replies, replies_out = os.pipe()
+    if hasattr(fcntl, "F_SETPIPE_SZ"):
+        for fd in (requests, replies):
+            with contextlib.suppress(OSError):
+                fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+    parent, pid = os.getpid(), 0
+    try:
+        pid = os.fork()
+        if pid == 0:
+            _worker_main(requests_in, replies_out, encoders, mask)
+        os.set_blocking(requests, False)
+        os.set_blocking(replies, False)
+        return _Worker(pid, requests, replies)
+    except BaseException as error:
+        if os.getpid() != parent:
+            os._exit(1)  # never run the writer's clean-up in a copy of it
+        if pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        os.close(requests)
+        os.close(replies)
+        if isinstance(error, OSError) and not pid:
+            return None  # fork failed: out of processes or memory
+        raise
+    finally:
+        if os.getpid() == parent:
+            os.close(requests_in)
+            os.close(replies_out)
+
+
+def _worker_main(
+    requests: int, replies: int, encoders: _IslandEncoders, mask: Iterable[int]
+) -> NoReturn:
+    """An encoder process: answer the writer's requests until it closes the pipe; exit."""
+    code = 1
+    try:
+        # Ctrl-C goes to the whole process group; the writer stops its workers itself.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        gc.disable()  # nothing here makes cycles, and a collection would copy the heap
+        _close_fds_but(requests, replies)
+        code = _serve(requests, replies, encoders)
+    finally:
+        os._exit(code)  # no clean-up of the writer's: it is not ours
+
+
+def _close_fds_but(*keep: int) -> None:
+    """Close every file descriptor but stdin, stdout, stderr and `keep`."""
+    # Another worker or writer holding the write end of a worker's pipe would keep it alive.
+    low = 3
+    for fd in sorted(keep):
+        os.closerange(low, fd)
+        low = fd + 1
+    if os.path.isdir("/proc/self/fd"):
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) >= low:
+                with contextlib.suppress(OSError):
+                    os.close(int(name))
+    else:
+        os.closerange(low, os.sysconf("SC_OPEN_MAX"))
+
+
+def _serve(requests: int, replies: int, encoders: _IslandEncoders) -> int:
+    """Answer the requests until the pipe closes; the exit status."""
+    with open(requests, "rb", buffering=_READ_BYTES) as inbox:
+        while len(header := inbox.read(_MESSAGE.size)) == _MESSAGE.size:
+            kind, island, number, size = _MESSAGE.unpack(header)
+            pcm = inbox.read(size)
+            try:
+                if kind == _OPEN:
+                    encoders.open(island, number)
+                    continue
+                if kind == _FEED:
+                    reply, frames = _FRAMES, encoders.feed(island, number, pcm)
+                else:
+                    reply, frames = _DONE, encoders.close(island, number)
+            except Exception as error:  # a bug: the writer raises it
+                message = f"{type(error).__name__}: {error}".encode()
+                _write_all(replies, _MESSAGE.pack(_FAILED, island, 0, len(message)) + message)
+                return 1
+            _write_all(replies, _MESSAGE.pack(reply, island, 0, len(frames)) + frames)
+    return 0
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+# --- MP3 islands: the writer ----------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Placed:
+    """An island's place in the stream, and its frames held back until those before are out."""
+
+    start: int  # frame
+    end: int = -1  # frame, once closed
+    frames: bytearray = field(default_factory=bytearray)
+    done: bool = False
+
+
 class _IslandWriter:
     """Writes a track's audio frames: LAME's around the sound, silent frames elsewhere."""
 
-    def __init__(self, out: IO[bytes], stream: _Mp3Format, silence: _Silence, n_frames: int):
+    def __init__(
+        self,
+        out: IO[bytes],
+        stream: _Mp3Format,
+        silence: _Silence,
+        n_frames: int,
+        *,
+        processes: int,
+    ) -> None:
         self._out = out
-        self._stream = stream
         self._silence = silence
+        self._padding_period = stream.padding_period
         self._n_frames = n_frames
         self._carry = np.zeros(0, np.int16)  # the samples of a granule not yet whole
         self._granules = 0  # granules [0, _granules) have been seen
         self._written = 0  # frames [0, _written) are in `out`
-        self._island: _Island | None = None
         self._silent_block = memoryview(silence.cycle * _SILENT_CYCLES)
+        encoders = _IslandEncoders(stream, silence, n_frames)
+        self._encoders = _EncoderPool(encoders, self._receive, processes=processes)
+        self._islands: dict[int, _Placed] = {}  # not yet wholly written, in order
+        self._island: int | None = None  # the island open for sound
+        self._last_sound = 0  # the last granule with sound in it, of the open island
+        self._next_island = 0
+
+    def __enter__(self) -> _IslandWriter:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._encoders.stop()
 
     def add(self, pcm: npt.NDArray[np.int16]) -> None:
         """Take the next samples of the track."""
@@ -612,6 +1023,7 @@ class _IslandWriter:
         if whole:
             self._add_granules(pcm[:whole])
         self._carry = pcm[whole:].copy()
+        self._encoders.poll()
 
     def finish(self) -> None:
         """Write the frames still owed, to the end of the track."""
@@ -622,6 +1034,7 @@ class _IslandWriter:
             self._add_granules(last)
         if self._island is not None:
             self._close_island()
+        self._encoders.wait(lambda: not self._islands)
         self._write_silence(self._n_frames)
 
     def _add_granules(self, pcm: npt.NDArray[np.int16]) -> None:
@@ -642,36 +1055,62 @@ class _IslandWriter:
         if self._island is not None and self._starts_island(granule):
             self._close_island()
         if self._island is None:
-            start = max(0, self._on_cycle(granule - _LEAD_FRAMES - _PREROLL_GRANULES))
-            self._write_silence(start)
-            self._island = _Island(self._stream, self._silence, start=start)
-        island = self._island
-        island.feed(granule, pcm)
-        island.last_sound = island.fed - 1
-        self._write_frames(island.take(self._island_end(island)), island)
+            self._open_island(max(0, self._on_cycle(granule - _LEAD_FRAMES - _PREROLL_GRANULES)))
+        assert self._island is not None
+        self._last_sound = granule + pcm.size // _GRANULE - 1
+        self._encoders.feed(self._island, granule, _pcm(pcm))
 
     def _starts_island(self, granule: int) -> bool:
         """Whether sound in `granule` would start a new island after the current one."""
-        assert self._island is not None
-        last_sound = self._island.last_sound
         start = self._on_cycle(granule - _LEAD_FRAMES - _PREROLL_GRANULES)
-        return granule - last_sound > _SETTLE_GRANULES and start >= last_sound + 1 + _TAIL_FRAMES
+        return (
+            granule - self._last_sound > _SETTLE_GRANULES
+            and start >= self._last_sound + 1 + _TAIL_FRAMES
+        )
 
     def _on_cycle(self, frame: int) -> int:
         """The frame at or before `frame` where LAME's padding cycle starts."""
-        return frame - frame % self._stream.padding_period
+        return frame - frame % self._padding_period
 
-    def _island_end(self, island: _Island) -> int:
-        return min(self._n_frames, island.last_sound + 1 + _TAIL_FRAMES)
+    def _open_island(self, start: int) -> None:
+        self._encoders.wait(lambda: len(self._islands) < _ISLANDS_IN_FLIGHT)
+        island, self._next_island = self._next_island, self._next_island + 1
+        self._islands[island] = _Placed(start)
+        if len(self._islands) == 1:
+            self._write_silence(start)
+        self._island, self._last_sound = island, start
+        self._encoders.open(island, start)
 
     def _close_island(self) -> None:
         assert self._island is not None
         island, self._island = self._island, None
-        self._write_frames(island.finish(self._island_end(island)), island)
+        end = _island_end(self._last_sound, self._n_frames)
+        self._islands[island].end = end
+        self._encoders.close(island, end)
 
-    def _write_frames(self, frames: bytes, island: _Island) -> None:
-        self._out.write(frames)
-        self._written = island.taken
+    def _receive(self, island: int, frames: bytes, last: bool) -> None:
+        """Frames of an island from its encoder: written if it is the first one not yet out."""
+        placed = self._islands[island]
+        if island == next(iter(self._islands)):
+            self._out.write(frames)
+        else:
+            placed.frames += frames
+        if last:
+            placed.done = True
+            self._write_finished()
+
+    def _write_finished(self) -> None:
+        """Pass the islands that are wholly written; write what the next one holds."""
+        while self._islands:
+            first = next(iter(self._islands))
+            if not self._islands[first].done:
+                return
+            self._written = self._islands.pop(first).end
+            if self._islands:
+                following = self._islands[next(iter(self._islands))]
+                self._write_silence(following.start)
+                self._out.write(following.frames)
+                following.frames = bytearray()
 
     def _write_silence(self, end: int) -> None:
         block_frames = _SILENT_CYCLES * len(self._silence.headers)
@@ -704,15 +1143,16 @@ def _write_mp3_islands(
             out.write(_id3_tag(info))
             info_at = out.tell()
             out.write(bytes(info_size))
-            writer = _IslandWriter(out, stream, silence, n_frames)
-            sent = 0
-            for chunk in chunks:
-                pcm = _samples(chunk)
-                sent += pcm.size
-                if sent <= n_samples:  # more is refused below, once counted
-                    writer.add(pcm)
-            _check_count(sent, n_samples)
-            writer.finish()
+            processes = _encoder_processes()
+            with _IslandWriter(out, stream, silence, n_frames, processes=processes) as writer:
+                sent = 0
+                for chunk in chunks:
+                    pcm = _samples(chunk)
+                    sent += pcm.size
+                    if sent <= n_samples:  # more is refused below, once counted
+                        writer.add(pcm)
+                _check_count(sent, n_samples)
+                writer.finish()
             end = out.tell()
             if end - info_at != info_size + silence.position(n_frames):
                 raise RuntimeError("the frames written do not follow LAME's padding cycle")
