@@ -54,9 +54,6 @@ LONG = ROOT / "routines" / "hamstring-cramps.yaml"  # a 30-minute track: time to
 # Pending patches to cli.py, build.py, export.py and page.py (see docs/RELIABILITY.md, "Pending").
 # Remove each marker once its patch is in: the test then passes, and strict=True makes
 # a forgotten marker fail.
-NEEDS_EXPORT_PATCH = pytest.mark.xfail(
-    strict=True, reason="export.py does not yet remove temporary files of killed builds"
-)
 
 
 # --- the planner, fuzzed ---------------------------------------------------------------
@@ -439,7 +436,6 @@ def test_a_killed_build_never_leaves_a_partial_track_under_its_name(killed: Inte
 
 
 @pytest.mark.engine
-@NEEDS_EXPORT_PATCH
 def test_the_next_build_removes_what_a_killed_build_left(drill: Drill, killed: Interrupted) -> None:
     # --force: the previous track is up to date, and only a build that writes it cleans up.
     result = drill.cli.run("build", str(drill.short), "--out", str(killed.out), "--force")

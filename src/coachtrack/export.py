@@ -22,7 +22,6 @@ import gc
 import io
 import math
 import os
-import secrets
 import select
 import shutil
 import signal
@@ -57,6 +56,7 @@ from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
 from coachtrack.errors import BuildError
+from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
 
 TrackFormat = Literal["mp3", "m4a", "wav"]
@@ -1497,24 +1497,6 @@ def _read_m4a(path: Path) -> TrackSummary:
 
 
 # --- files ----------------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _temp_beside(path: Path) -> Iterator[Path]:
-    """A new, empty, dot-prefixed file beside `path`, removed on exit unless moved away."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    while True:
-        # pid and a random token: concurrent writers of one target never share a name.
-        tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-        try:
-            os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-        except FileExistsError:
-            continue
-        break
-    try:
-        yield tmp
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _write_text_atomic(path: Path, text: str) -> None:
