@@ -440,10 +440,13 @@ def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Itera
                 yield Timings(json.loads(outcome))
             else:
                 failures.append(outcome or f"a worker stopped with status {status}")
-    except BaseException:
-        for pid in running:
-            with suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGINT)
+    except BaseException as error:
+        # Ctrl-C reached the workers too (one process group): let them clean up and go.
+        # Anything else stops them here; they remove their own temporary files.
+        if not isinstance(error, KeyboardInterrupt):
+            for pid in running:
+                with suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGINT)
         for pid in running:
             with suppress(ChildProcessError):
                 os.waitpid(pid, 0)
@@ -461,6 +464,7 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
         try:
             message = json.dumps(work(i).seconds)
         except KeyboardInterrupt:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interruption is enough
             message, code = "interrupted", 130
         except (BuildError, OSError) as error:
             message, code = str(error), 1
