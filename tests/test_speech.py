@@ -388,3 +388,17 @@ def test_espeak_from_the_wheel_when_the_system_has_none() -> None:
     loaded_wheel, version = probe.stdout.split()
     assert loaded_wheel == "True"
     assert version.startswith("1.")
+
+
+def test_an_interrupted_cache_write_leaves_no_temporary_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = SpeechCache(FakeEngine(), tmp_path)
+
+    def interrupted(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cache.clips([en("Breathe out.")])
+    assert [p for p in tmp_path.rglob("*") if p.is_file()] == []

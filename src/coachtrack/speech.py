@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeAlias
 
-from coachtrack import SAMPLE_RATE, tools
+from coachtrack import SAMPLE_RATE, files, tools
 from coachtrack.errors import BuildError, UserError
 
 if TYPE_CHECKING:
@@ -260,19 +260,13 @@ class SpeechCache:
         samples = pcm.astype("<i2").tobytes()
         digest = hashlib.sha256(self.key(request).encode("ascii") + samples).digest()
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(
-                dir=path.parent, prefix=f".{path.stem[:16]}-", suffix=".tmp"
-            )
-            try:
-                with os.fdopen(handle, "wb") as file:
+            # The temporary file is made inside the context: a Ctrl-C at any point
+            # leaves none behind (mkstemp's could appear just before a `try` took it).
+            with files.temp_beside(path) as temporary:
+                with temporary.open("wb") as file:
                     file.write(_HEADER.pack(_MAGIC, len(pcm), digest))
                     file.write(samples)
                 os.replace(temporary, path)
-            except BaseException:
-                with contextlib.suppress(OSError):
-                    os.unlink(temporary)
-                raise
         except OSError as error:
             raise BuildError(
                 f"cannot write the speech cache in {self.folder}: {error} "
