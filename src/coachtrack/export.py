@@ -324,6 +324,11 @@ def _write_m4a(
             "-f", "ffmetadata", "-i", f"file:{metadata}",
             "-map", "0:a", "-map_metadata", "1", "-map_chapters", "1",
             "-c:a", "aac", "-b:a", f"{bitrate_kbps}k", "-ar", str(_AAC_SAMPLE_RATE),
+            # The default "twoloop" coder's noise substitution throws spikes over 0 dBFS
+            # on long speech tracks (+0.7 dBTP on a 31-minute one, from a -3.5 dBTP
+            # input), and which ones depends on the last bit of the input; the "fast"
+            # coder stays within 0.7 dB of the input's true peak, in half the time.
+            "-aac_coder", "fast",
             "-metadata:s:a:0", f"language={_iso_639_2(info.language, unknown='und')}",
             # Only the muxer is bit-exact: the AAC encoder's bit-exact mode overshoots
             # true peaks by ~4.5 dB, and its normal mode is just as repeatable.
