@@ -74,3 +74,19 @@ def test_true_peak_sees_between_samples() -> None:
     x = np.sin(2 * np.pi * t / 4 + np.pi / 4).astype(np.float32)
     assert np.max(np.abs(x)) == pytest.approx(0.7071, abs=1e-3)
     assert loudness.true_peak(x) > 0.95
+
+
+def test_limiter_works_only_around_the_overs_yet_matches_a_whole_pass() -> None:
+    # The reference: the smoothed running minimum over the whole signal at once.
+    from coachtrack import dsp
+
+    rng = np.random.default_rng(3)
+    level = np.abs(rng.standard_normal(20000)) * 0.2
+    level[[500, 520, 9000, 19990]] = [0.9, 0.7, 2.0, 1.2]  # a few overs, one at the end
+    ceiling, window = 0.6, 88
+    wanted = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
+    whole = dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
+    gains = loudness.limiter_gain(level, ceiling, window)
+    assert gains is not None
+    assert np.allclose(gains, whole, rtol=0, atol=1e-9)  # running sums round differently
+    assert (level * gains <= ceiling + 1e-12).all()

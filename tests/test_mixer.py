@@ -98,3 +98,44 @@ def test_mastering_meets_loudness_and_true_peak_targets() -> None:
         -14, abs=0.2
     )
     assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5
+
+
+def test_sounds_that_do_not_overlap_are_copied_as_they_are() -> None:
+    clip = (np.arange(-500, 500) * 20).astype(np.int16)
+    tick = np.full(300, 1000, dtype=np.int16)
+    events = [Event("speech", 100, 1100, text="a"), Event("countdown", 1200, 1500, sound="t"),
+              Event("countdown", 1500, 1800, sound="t")]  # fmt: skip
+    mix = mixer.Mixer(timeline(events, 3000), {"a": clip}, {"t": tick}, PHONE)
+    pcm = mix.render_pcm(0, 3000)
+    assert pcm is not None
+    expected = np.zeros(3000, dtype=np.int16)
+    expected[100:1100], expected[1200:1500], expected[1500:1800] = clip, tick, tick
+    assert np.array_equal(pcm, expected)
+    # the mixing path gives the very same samples
+    assert np.array_equal(mixer.to_int16(mix.render(0, 3000)), expected)
+    assert np.array_equal(mix.render_pcm(150, 1300), expected[150:1300])
+
+
+def test_overlapping_sounds_music_and_fades_take_the_mixing_path() -> None:
+    clip = np.full(1000, 1000, dtype=np.int16)
+    overlapping = [Event("speech", 100, 1100, text="a"), Event("chime", 900, 1900, text="a")]
+    assert mixer.Mixer(timeline(overlapping, 3000), {"a": clip}, {}, PHONE).render_pcm(0, 3000) \
+        is None  # fmt: skip
+    alone = [Event("speech", 100, 1100, text="a")]
+    assert mixer.Mixer(timeline(alone, 3000), {"a": clip}, {}, BEDSIDE).render_pcm(0, 3000) \
+        is None  # bedside fades in over its first 2 s  # fmt: skip
+    bed = mixer.MusicBed(np.ones(100, np.float32), rate=RATE, duration=3000, level_db=-20,
+                         duck_db=6)  # fmt: skip
+    with_music = mixer.Mixer(timeline(alone, 3000), {"a": clip}, {}, PHONE, bed)
+    assert with_music.render_pcm(0, 3000) is None
+
+
+def test_events_in_finds_every_sound_heard_in_a_stretch() -> None:
+    clip = np.ones(50, dtype=np.int16)
+    long_clip = np.ones(5000, dtype=np.int16)
+    events = [Event("speech", 0, 5000, text="long"), Event("speech", 100, 150, text="a"),
+              Event("speech", 6000, 6050, text="a")]  # fmt: skip
+    mix = mixer.Mixer(timeline(events, 7000), {"a": clip, "long": long_clip}, {}, PHONE)
+    assert [e.start for e in mix.events_in(4000, 4100)] == [0]  # began long before
+    assert [e.start for e in mix.events_in(120, 6001)] == [0, 100, 6000]
+    assert mix.events_in(5000, 6000) == []

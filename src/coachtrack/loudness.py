@@ -164,10 +164,14 @@ def limiter_gain(
     """
     if not len(level) or level.max() <= ceiling:
         return None
-    wanted = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
     # Each averaged value is a minimum over a span containing this sample, so the
-    # smoothed gain never exceeds what this sample needs.
-    return dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
+    # smoothed gain never exceeds what this sample needs. Both windows reach 1.5
+    # `window` samples, so only the stretches around samples over the ceiling move.
+    gain = np.ones(len(level))
+    for a, b in dsp.segments(level > ceiling, 2 * window + 2):
+        wanted = np.minimum(1.0, ceiling / np.maximum(level[a:b], 1e-12))
+        gain[a:b] = dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
+    return gain
 
 
 def limit(

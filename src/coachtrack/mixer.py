@@ -7,6 +7,7 @@ so no stage ever holds the whole track.
 
 from __future__ import annotations
 
+import bisect
 import copy
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -79,6 +80,45 @@ class Mixer:
         self.music = music
         self.sounding = tuple(e for e in timeline.events if e.kind in SOUNDING)
         self.speech_spans = tuple((e.start, e.end) for e in self.sounding if e.text is not None)
+        # The sounding events by start, and the latest end of any event up to each one:
+        # the events that reach into a stretch are found by bisection.
+        self._by_start = sorted(self.sounding, key=lambda e: e.start)
+        self._starts = [e.start for e in self._by_start]
+        self._reach: list[int] = []
+        latest = 0
+        for event in self._by_start:
+            latest = max(latest, self._sounds_until(event))
+            self._reach.append(latest)
+
+    def _sounds_until(self, event: Event) -> int:
+        """Where an event's sound ends: its clip may be shorter than the event."""
+        return min(event.end, event.start + len(self.audio_of(event)))
+
+    def events_in(self, start: int, end: int) -> list[Event]:
+        """The sounding events heard in `[start, end)`, by start."""
+        first = bisect.bisect_right(self._reach, start)
+        last = bisect.bisect_left(self._starts, end)
+        return [e for e in self._by_start[first:last] if self._sounds_until(e) > start]
+
+    def render_pcm(self, start: int, end: int) -> npt.NDArray[np.int16] | None:
+        """`[start, end)` as 16-bit PCM, when that is a plain copy of the sounds' samples.
+
+        That is so where no two sounds overlap, no music plays and no fade is under way,
+        and the sounds are 16-bit: then nothing needs mixing or limiting. Else None.
+        """
+        fade = round(self.profile.fade_in_ms * self.timeline.sample_rate / 1000)
+        if self.music is not None or start < fade:
+            return None
+        out = np.zeros(end - start, dtype=np.int16)
+        heard = 0  # where the sound of the events so far ends
+        for event in self.events_in(start, end):
+            audio = self.audio_of(event)
+            if audio.dtype != np.int16 or event.start < heard:
+                return None
+            heard = self._sounds_until(event)
+            lo, hi = max(start, event.start), min(end, heard)
+            out[lo - start : hi - start] = audio[lo - event.start : hi - event.start]
+        return out
 
     def audio_of(self, event: Event) -> Sound:
         """The samples an event plays."""
@@ -90,9 +130,7 @@ class Mixer:
     def render(self, start: int, end: int) -> Audio:
         """The raw mix of `[start, end)`, before loudness and limiting."""
         out = np.zeros(end - start, dtype=np.float32)
-        for event in self.sounding:
-            if event.end <= start or event.start >= end:
-                continue
+        for event in self.events_in(start, end):
             audio = self.audio_of(event)
             lo, hi = max(start, event.start), min(end, event.start + len(audio))
             piece = audio[lo - event.start : hi - event.start]
@@ -169,6 +207,11 @@ def pcm_chunks(
             yield silence[:n]
             cursor += n
         if part.end > part.start:
+            pcm = mix.render_pcm(part.start, part.end)
+            if pcm is not None:  # the sounds, each limited already, one after another
+                yield pcm
+                cursor = part.end
+                continue
             # Sounds were limited one by one; where two overlap, this catches the sum
             # (on true peaks when a music bed runs under everything).
             audio = mix.render(part.start, part.end)
@@ -178,5 +221,9 @@ def pcm_chunks(
 
 
 def to_int16(audio: Audio) -> npt.NDArray[np.int16]:
-    """Float samples in [-1, 1] to 16-bit PCM, rounded (exact zeros stay zero)."""
-    return np.clip(np.round(audio * 32767.0), -32768, 32767).astype(np.int16)
+    """Float samples in [-1, 1) to 16-bit PCM, rounded (exact zeros stay zero).
+
+    Full scale is 32768, as for the 16-bit sounds, so a sound mixed alone comes out as
+    its own samples.
+    """
+    return np.clip(np.round(audio * 32768.0), -32768, 32767).astype(np.int16)
