@@ -121,6 +121,13 @@ def fast_size(n: int) -> int:
     return int(sizes[np.searchsorted(sizes, n)])
 
 
+@functools.lru_cache(maxsize=16)
+def fraction_ramp(size: int, factor: int) -> npt.NDArray[np.complex64]:
+    """Multiplying a real FFT of `size` by this advances the signal by 1/factor of a sample."""
+    bins = np.arange(size // 2 + 1)
+    return np.asarray(np.exp(2j * np.pi * bins / (factor * size)), dtype=np.complex64)
+
+
 def segments(mask: npt.NDArray[np.bool_], reach: int) -> list[tuple[int, int]]:
     """Stretches `[a, b)` covering every True sample and `reach` samples either side, merged."""
     hits = np.flatnonzero(mask)
