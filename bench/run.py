@@ -61,7 +61,7 @@ class Run:
     rc: int | None  # None: it could not be started
     wall_s: float = 0.0
     max_rss_mb: float = 0.0  # the largest single process (wait4)
-    tree_peak_mb: float = 0.0  # the summed RSS of the process tree, sampled
+    tree_peak_mb: float = 0.0  # the summed PSS of the process tree, sampled
     stages: dict[str, float] = field(default_factory=dict)
     stdout: str = ""
     stderr: str = ""
@@ -96,22 +96,38 @@ def _children_map() -> dict[int, list[int]]:
 
 
 def tree_rss_kb(root: int) -> int:
-    """Resident memory of `root` and all its descendants, in KiB."""
+    """Memory of `root` and all its descendants, in KiB: their summed PSS.
+
+    Forked workers share most of their pages with their parent; PSS counts a shared
+    page once, split between the processes sharing it, where summed RSS would count
+    it in each. Falls back to RSS where the kernel gives no PSS.
+    """
     children = _children_map()
     total, todo = 0, [root]
     while todo:
         pid = todo.pop()
         todo.extend(children.get(pid, ()))
-        try:
-            with open(f"/proc/{pid}/statm", "rb") as f:
-                total += int(f.read().split()[1]) * PAGE_KB
-        except (OSError, IndexError, ValueError):
-            continue
+        total += _pss_kb(pid)
     return total
 
 
+def _pss_kb(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            for line in f:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1])
+    except (OSError, IndexError, ValueError):
+        pass
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * PAGE_KB
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
 class TreeSampler(threading.Thread):
-    """Polls the summed RSS of a process tree until stopped; keeps the peak."""
+    """Polls the memory of a process tree (summed PSS) until stopped; keeps the peak."""
 
     def __init__(self, pid: int, interval: float = 0.02) -> None:
         super().__init__(daemon=True)
@@ -457,7 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         "ratio = baseline wall / this wall; RSS = largest single process; "
-        "tree = summed RSS of the process tree (sampled every 20 ms)\n"
+        "tree = summed PSS of the process tree (shared pages counted once; sampled every "
+        "20 ms)\n"
     )
     print(table(base, runs, targets))
     missed = [
@@ -472,8 +489,9 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(table(None, long, {}))
         for run in long:
-            if run.ok and "baseline" not in run.name and run.tree_peak_mb >= LONG_RSS_TARGET_MB:
-                missed.append(f"{run.name} ({run.tree_peak_mb:.0f} MB)")
+            peak = max(run.max_rss_mb, run.tree_peak_mb)
+            if run.ok and "baseline" not in run.name and peak >= LONG_RSS_TARGET_MB:
+                missed.append(f"{run.name} ({peak:.0f} MB)")
         print(f"target: coachtrack peaks under {LONG_RSS_TARGET_MB:.0f} MB on the long track")
     failed = [r.name for r in (base, *runs, *long) if not r.ok]
     results = {

@@ -45,6 +45,9 @@ class FakeEngine:
                 return voice.id
         raise UserError(f'no speech voice for language "{language}"')
 
+    def close(self) -> None:
+        """Nothing to let go of."""
+
     def synthesize(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
     ) -> dict[SpeechRequest, Clip]:

@@ -55,3 +55,21 @@ def test_fraction_ramp_interpolates_between_samples() -> None:
     half = np.fft.irfft(np.fft.rfft(x, size) * dsp.fraction_ramp(size, 2), size)[:n]
     expected = np.sin(2 * np.pi * 1000 * (np.arange(n) + 0.5) / RATE)
     assert np.allclose(half[200:-200], expected[200:-200], atol=1e-3)
+
+
+def test_releasing_the_raw_sounds_changes_nothing_but_memory() -> None:
+    from coachtrack import mixer
+    from coachtrack.profiles import GYM
+    from coachtrack.timeline import Chapter, Event, Timeline
+
+    clip = (speechlike(1.0, 4) * 3).clip(-1, 1)
+    events = [Event("speech", RATE * (1 + 2 * i), RATE * (2 + 2 * i), text="a") for i in range(4)]
+    tl = Timeline("t", "T", "gym", "en", RATE, RATE * 10, tuple(events), (Chapter("c", 0, 10),))
+    kept = mixer.Mixer(tl, {"a": clip}, {}, GYM)
+    clips = {"a": clip.copy()}
+    released = mixer.Mixer(tl, clips, {}, GYM)
+    a, result_a = mastering.master(kept)
+    b, result_b = mastering.master(released, release=True)
+    assert clips == {}  # let go of, by the mix and by whoever made it
+    assert result_a == result_b
+    assert np.array_equal(a.render(0, tl.duration), b.render(0, tl.duration))

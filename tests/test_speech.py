@@ -60,6 +60,9 @@ class CountingEngine:
     def voice_for(self, language: str) -> str:
         return self.inner.voice_for(language)
 
+    def close(self) -> None:
+        self.inner.close()
+
     def synthesize(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
     ) -> dict[SpeechRequest, Clip]:
@@ -402,3 +405,18 @@ def test_an_interrupted_cache_write_leaves_no_temporary_file(
     with pytest.raises(KeyboardInterrupt):
         cache.clips([en("Breathe out.")])
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+@pytest.mark.engine
+def test_the_engine_lets_go_of_its_processes_once_a_run_is_spoken(tmp_path: Path) -> None:
+    from coachtrack import build
+    from coachtrack.loader import load_routine
+    from coachtrack.profiles import PHONE
+
+    routine = load_routine(Path(__file__).parent / "data" / "short.yaml")
+    with Pyttsx3Engine() as real:
+        studio = build.Studio(real, SpeechCache(real, tmp_path / "cache"))
+        studio.plan(build.routine_track(routine, PHONE, build.BuildOptions(out_dir=tmp_path)))
+        # the fork server would otherwise sit in memory while the tracks render
+        assert real._server is None
+        assert real.synthesize([en("Again.")])[en("Again.")].size  # and it comes back

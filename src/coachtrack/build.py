@@ -77,7 +77,7 @@ class Planned:
     track: Track
     script: Script
     timeline: Timeline
-    clips: Mapping[str, Pcm]  # as the speech cache keeps them
+    clips: dict[str, Pcm]  # as the speech cache keeps them; rendering lets go of them
     sounds: Mapping[str, Audio]
 
 
@@ -145,6 +145,9 @@ class Studio:
                 wanted[(voice, request.rate_wpm, text)] = request
         with self.timings.stage("synthesis"):
             clips = self.cache.pcm(wanted.values(), jobs=self.jobs)
+        # Every line of the run is spoken now: the engine's helper processes would only
+        # sit in memory while the tracks render (it starts again if asked for more).
+        self.engine.close()
         return {key: clips[request] for key, request in wanted.items()}
 
     def plan(self, track: Track) -> Planned:
@@ -305,7 +308,11 @@ def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) 
                              duck_db=track.profile.music_duck_db)  # fmt: skip
     mix = mixer.Mixer(timeline, planned.clips, planned.sounds, track.profile, bed)
     with timings.stage("loudness"):
-        mastered, result = mastering.master(mix, encoder_loss_db=export.LEVEL_LOSS_DB[track.fmt])
+        # The raw sounds are let go of as they are analysed: a long track's speech is
+        # held about once at a time (raw, then analysed, then finished), not three times.
+        mastered, result = mastering.master(
+            mix, encoder_loss_db=export.LEVEL_LOSS_DB[track.fmt], release=True
+        )
     info = track_info(planned)
     parts = mixer.islands(timeline, music=bed is not None)
     chunks = _timed(mixer.pcm_chunks(mastered, parts, result.ceiling), timings, "mix")

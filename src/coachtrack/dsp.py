@@ -107,6 +107,12 @@ def frequency_response(sections: tuple[Biquad, ...], size: int) -> npt.NDArray[n
     return np.fft.rfft(impulse_response(sections), size).astype(np.complex64)
 
 
+def forget_responses() -> None:
+    """Drop the cached frequency responses and ramps (megabytes each for long sounds)."""
+    frequency_response.cache_clear()
+    fraction_ramp.cache_clear()
+
+
 @functools.cache
 def _smooth_sizes() -> npt.NDArray[np.int64]:
     # Powers of two and three times them: fast transforms, and few enough distinct

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from coachtrack import dsp, loudness
+from coachtrack import dsp, loudness, memory
 from coachtrack.mixer import Audio, Mixer, Sound
 from coachtrack.timeline import Event
 
@@ -143,7 +143,7 @@ def _bin_groups(
 class _Solver:
     """The loudness of the mix at a given gain, once each sound is limited at that gain."""
 
-    def __init__(self, mix: Mixer, ceiling: float) -> None:
+    def __init__(self, mix: Mixer, ceiling: float, *, release: bool = False) -> None:
         timeline = mix.timeline
         self.rate = timeline.sample_rate
         self.total = timeline.duration
@@ -152,9 +152,17 @@ class _Solver:
         self.window = round(LIMITER_WINDOW_MS * self.rate / 1000)
         self.group_window = -(-self.window // GROUP)
         first = {_key(e): e for e in reversed(mix.sounding)}
+
+        def prepare(event: Event) -> _Sound:
+            sound = _prepare(mix.audio_of(event), self.rate)
+            if release:
+                mix.release(event)
+            return sound
+
         with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # FFTs free the GIL
-            prepared = pool.map(lambda e: _prepare(mix.audio_of(e), self.rate), first.values())
+            prepared = pool.map(prepare, first.values())
             self.sounds: dict[Key, _Sound] = dict(zip(first, prepared, strict=True))
+        memory.hand_back()  # the raw sounds, if released, and the transforms' buffers
         for event in mix.sounding:
             self.sounds[_key(event)].starts.append(event.start)
         self.base = np.zeros(self.total // self.block + 2)
@@ -263,16 +271,20 @@ def _music_energy(mix: Mixer, like: npt.NDArray[np.float64]) -> npt.NDArray[np.f
     return meter.energy[: len(like)].copy()
 
 
-def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Mastering]:
+def master(
+    mix: Mixer, *, encoder_loss_db: float = 0.0, release: bool = False
+) -> tuple[Mixer, Mastering]:
     """The same mix with every sound limited and scaled to meet the profile's targets.
 
     `encoder_loss_db` is how much quieter the encoder makes the file: aimed for
     above the target, while the ceiling stays put (the loss is extra margin).
+    With `release`, each of the mix's sounds is let go of once analysed (see
+    `Mixer.release`): a long track then holds about one copy of its sounds at a time.
     """
     profile = mix.profile
     target = profile.loudness_lufs + encoder_loss_db
     ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
-    solver = _Solver(mix, ceiling)
+    solver = _Solver(mix, ceiling, release=release)
     raw, curves = solver.loudness_at(0.0)
     if raw == -math.inf:
         return mix, Mastering(1.0, ceiling, raw)
@@ -290,7 +302,7 @@ def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Masterin
     sound_ceiling = solver.sound_ceiling(gain)
 
     def finish(key: Key) -> npt.NDArray[np.int16]:
-        sound = solver.sounds[key]
+        sound = solver.sounds.pop(key)  # freed once finished
         audio = sound.audio()
         parts = curves.get(key, [])
         for a, curve in parts:  # the limiter's gain is constant within a group
@@ -306,7 +318,8 @@ def master(mix: Mixer, *, encoder_loss_db: float = 0.0) -> tuple[Mixer, Masterin
     keys = list(solver.sounds)
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # FFTs free the GIL
         finished = dict(zip(keys, pool.map(finish, keys), strict=True))
-    solver.sounds.clear()
+    dsp.forget_responses()
+    memory.hand_back()  # the analysed sounds, the transforms' buffers
     mastered = Mixer(
         mix.timeline,
         {k[1]: v for k, v in finished.items() if k[0] == "text"},

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import copy
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,6 +126,16 @@ class Mixer:
             return self.clips[event.text]
         assert event.sound is not None
         return self.sounds[event.sound]
+
+    def release(self, event: Event) -> None:
+        """Let go of the samples an event plays: this mix can no longer render them.
+
+        The mappings the mix was made with lose them too, so they are freed once
+        nothing else holds them.
+        """
+        held: Mapping[str, Sound] = self.clips if event.text is not None else self.sounds
+        if isinstance(held, MutableMapping):
+            held.pop(event.text if event.text is not None else event.sound or "", None)
 
     def render(self, start: int, end: int) -> Audio:
         """The raw mix of `[start, end)`, before loudness and limiting."""

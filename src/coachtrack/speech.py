@@ -104,6 +104,10 @@ class SpeechEngine(Protocol):
         """A clip per request, its leading and trailing silence trimmed."""
         ...
 
+    def close(self) -> None:
+        """Let go of what the engine holds between calls (it starts again when needed)."""
+        ...
+
 
 def plain_text(text: str) -> str:
     """The text as the engine should read it: markup and commands dropped, whitespace collapsed."""
