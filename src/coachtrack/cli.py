@@ -22,7 +22,7 @@ from coachtrack.timeline import cue_sheet, format_ms, plan_text
 try:  # newer typer ships its own copy of click; older ones use click itself
     from typer._click.exceptions import ClickException
 except ImportError:  # pragma: no cover - depends on the installed typer
-    from click.exceptions import ClickException  # type: ignore[assignment]
+    from click.exceptions import ClickException  # type: ignore[no-redef, import-not-found, assignment, unused-ignore]
 
 app = typer.Typer(
     add_completion=False,
