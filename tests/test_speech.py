@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes.util
+import json
 import os
 import subprocess
 import sys
@@ -420,3 +421,20 @@ def test_the_engine_lets_go_of_its_processes_once_a_run_is_spoken(tmp_path: Path
         # the fork server would otherwise sit in memory while the tracks render
         assert real._server is None
         assert real.synthesize([en("Again.")])[en("Again.")].size  # and it comes back
+
+
+@pytest.mark.engine
+def test_the_voice_list_is_kept_between_runs(tmp_path: Path) -> None:
+    kept = tmp_path / "voices.json"
+    with Pyttsx3Engine(voices_file=kept) as first:
+        voices = first.voices()
+    assert kept.is_file() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    with Pyttsx3Engine(voices_file=kept) as second:
+        assert second.voices() == voices
+        assert second.voice_for("de") == "gmw/de"
+        assert second._server is None  # answered from the file: no process started
+    for damage in ("", "{not json", '{"engine": "other-engine-1.0", "voices": []}'):
+        kept.write_text(damage, encoding="utf-8")
+        with Pyttsx3Engine(voices_file=kept) as again:
+            assert again.voices() == voices  # asked again, and kept again
+        assert json.loads(kept.read_text(encoding="utf-8"))["engine"] == again.name

@@ -49,9 +49,9 @@ def _profiles(names: Sequence[str] | None) -> list[Profile]:
 
 
 def _studio(voice: str | None, jobs: int) -> build.Studio:
-    from coachtrack.speech import Pyttsx3Engine, SpeechCache  # the engine loads lazily
+    from coachtrack.speech import Pyttsx3Engine, SpeechCache, default_cache_folder
 
-    engine = Pyttsx3Engine()
+    engine = Pyttsx3Engine(voices_file=default_cache_folder() / "voices.json")
     return build.Studio(engine, SpeechCache(engine), voice=voice, jobs=jobs)
 
 

@@ -18,6 +18,7 @@ interpreter.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -284,7 +285,8 @@ class SpeechCache:
 class Pyttsx3Engine:
     """The default engine: pyttsx3 driving espeak-ng, each line in a fresh forked process."""
 
-    def __init__(self, *, timeout_s: float | None = None) -> None:
+    def __init__(self, *, timeout_s: float | None = None, voices_file: Path | None = None) -> None:
+        """`voices_file`, if given, keeps the voice list between runs (asking costs 80 ms)."""
         if not hasattr(os, "fork"):
             raise BuildError("the pyttsx3 speech engine needs a POSIX system (os.fork)")
         from importlib import metadata  # not at the top: the fork server does not need it
@@ -296,6 +298,7 @@ class Pyttsx3Engine:
         self._lock = threading.Lock()
         self._server: _ForkServer | None = None
         self._voices: list[VoiceInfo] | None = None
+        self._voices_file = voices_file
 
     def close(self) -> None:
         """Stop the fork server (it is restarted when needed)."""
@@ -313,6 +316,8 @@ class Pyttsx3Engine:
     def voices(self) -> list[VoiceInfo]:
         """Every espeak-ng voice pyttsx3 offers (mbrola voices left out)."""
         if self._voices is None:
+            self._voices = self._stored_voices()
+        if self._voices is None:
             with tempfile.TemporaryDirectory(prefix="coachtrack-speech-") as scratch:
                 (reply,) = self._run([{"kind": "voices"}], jobs=1, scratch=scratch)
             if reply.get("error"):
@@ -328,7 +333,37 @@ class Pyttsx3Engine:
                 # mbrola voices need the separate mbrola program and speak at 16 kHz.
                 if not voice["id"].startswith("mb/")
             ]
+            self._store_voices(self._voices)
         return list(self._voices)
+
+    def _stored_voices(self) -> list[VoiceInfo] | None:
+        """The voice list kept by an earlier run of this very engine, if any is readable."""
+        if self._voices_file is None:
+            return None
+        try:
+            stored = json.loads(self._voices_file.read_text(encoding="utf-8"))
+            if stored["engine"] != self.name:
+                return None
+            return [
+                VoiceInfo(
+                    str(v["id"]),
+                    str(v["name"]),
+                    tuple(map(str, v["languages"])),
+                    None if v["gender"] is None else str(v["gender"]),
+                )
+                for v in stored["voices"]
+            ]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or damaged: ask the engine again
+
+    def _store_voices(self, voices: list[VoiceInfo]) -> None:
+        if self._voices_file is None:
+            return
+        data = {"engine": self.name, "voices": [dataclasses.asdict(v) for v in voices]}
+        # Only a convenience: if it cannot be kept, the next run asks again.
+        with contextlib.suppress(OSError), files.temp_beside(self._voices_file) as temporary:
+            temporary.write_text(json.dumps(data), encoding="utf-8")
+            os.replace(temporary, self._voices_file)
 
     def voice_for(self, language: str) -> str:
         """The voice for a language code: "en" -> "gmw/en" (British), "de" -> "gmw/de"."""
