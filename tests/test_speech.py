@@ -438,3 +438,15 @@ def test_the_voice_list_is_kept_between_runs(tmp_path: Path) -> None:
         with Pyttsx3Engine(voices_file=kept) as again:
             assert again.voices() == voices  # asked again, and kept again
         assert json.loads(kept.read_text(encoding="utf-8"))["engine"] == again.name
+
+
+def test_lengths_speak_what_is_missing_and_keep_no_clip(tmp_path: Path) -> None:
+    fake = FakeEngine()
+    cache = SpeechCache(fake, tmp_path)
+    cache.clips([en("One.")])
+    lengths = cache.lengths([en("One."), en("Two, longer."), en("One.")])
+    assert list(lengths) == [en("One."), en("Two, longer.")]
+    assert fake.spoken == [en("One."), en("Two, longer.")]  # each spoken once, ever
+    pcm = cache.pcm(lengths)
+    assert {request: len(samples) for request, samples in pcm.items()} == lengths
+    assert len(fake.calls) == 2  # the second read came from the cache

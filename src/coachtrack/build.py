@@ -77,7 +77,7 @@ class Planned:
     track: Track
     script: Script
     timeline: Timeline
-    clips: dict[str, Pcm]  # as the speech cache keeps them; rendering lets go of them
+    lines: Mapping[str, SpeechRequest]  # each text as the speech cache keeps it
     sounds: Mapping[str, Audio]
 
 
@@ -135,20 +135,31 @@ class Studio:
             return make_script(track.routines[0], track.profile, book)
         return make_session_script(track.id, track.title, track.routines, track.profile, book)
 
-    def speak(self, scripts: Sequence[Script]) -> dict[tuple[str, int, str], Pcm]:
-        """Every line of these scripts, synthesized (or from the cache) in one batch."""
-        wanted: dict[tuple[str, int, str], SpeechRequest] = {}
-        for script in scripts:
-            voice = self.voice_for(script.language)
-            for text in script.texts():
-                request = SpeechRequest(text, voice, script.profile.rate_wpm)
-                wanted[(voice, request.rate_wpm, text)] = request
+    def speak(self, scripts: Sequence[Script]) -> dict[SpeechRequest, int]:
+        """Every line of these scripts in the speech cache, in one batch; their lengths.
+
+        The clips themselves are not kept: a library of tracks would hold every one
+        of them at once. Each track loads its own when it is rendered (`clips`).
+        """
+        wanted = [request for script in scripts for request in self.lines(script).values()]
         with self.timings.stage("synthesis"):
-            clips = self.cache.pcm(wanted.values(), jobs=self.jobs)
+            lengths = self.cache.lengths(wanted, jobs=self.jobs)
         # Every line of the run is spoken now: the engine's helper processes would only
         # sit in memory while the tracks render (it starts again if asked for more).
         self.engine.close()
-        return {key: clips[request] for key, request in wanted.items()}
+        return lengths
+
+    def lines(self, script: Script) -> dict[str, SpeechRequest]:
+        """What the speech cache is asked for each text of a script."""
+        voice = self.voice_for(script.language)
+        rate = script.profile.rate_wpm
+        return {text: SpeechRequest(text, voice, rate) for text in script.texts()}
+
+    def clips(self, planned: Planned, timings: Timings) -> dict[str, Pcm]:
+        """A planned track's speech, from the cache, by text (timed as synthesis)."""
+        with timings.stage("synthesis"):
+            pcm = self.cache.pcm(planned.lines.values(), jobs=self.jobs)
+        return {text: pcm[request] for text, request in planned.lines.items()}
 
     def plan(self, track: Track) -> Planned:
         """Script, speak and time one track."""
@@ -161,21 +172,20 @@ class Studio:
         from coachtrack import sounds
 
         scripts = [self.script(track) for track in tracks]
-        spoken = self.speak(scripts)
+        lengths = self.speak(scripts)
         planned = []
         with self.timings.stage("plan"):
             for track, script in zip(tracks, scripts, strict=True):
-                voice = self.voice_for(script.language)
-                clips = {t: spoken[(voice, script.profile.rate_wpm, t)] for t in script.texts()}
+                lines = self.lines(script)
                 sound_set = sounds.sound_set(track.profile.chimes, SAMPLE_RATE)
                 timeline = build_timeline(
                     script,
-                    {text: len(clip) for text, clip in clips.items()},
+                    {text: lengths[request] for text, request in lines.items()},
                     {name: len(audio) for name, audio in sound_set.items()},
                     SAMPLE_RATE,
                 )
                 _check_length(track, timeline)
-                planned.append(Planned(track, script, timeline, clips, sound_set))
+                planned.append(Planned(track, script, timeline, lines, sound_set))
         return planned
 
 
@@ -296,8 +306,13 @@ def _stamp_line(stamp: str, track_file: Path) -> str:
     return f"[re:coachtrack {__version__} build {stamp} track {_file_digest(track_file)[:32]}]"
 
 
-def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) -> None:
-    """Mix, master and encode one planned track, then its page, then its LRC (last)."""
+def render(
+    planned: Planned, clips: dict[str, Pcm], stamp: str, music: Audio | None, timings: Timings
+) -> None:
+    """Mix, master and encode one planned track, then its page, then its LRC (last).
+
+    `clips` are its speech by text; they are let go of as they are analysed.
+    """
     from coachtrack import export, mastering, mixer, page
 
     track, timeline = planned.track, planned.timeline
@@ -306,7 +321,7 @@ def render(planned: Planned, stamp: str, music: Audio | None, timings: Timings) 
         timeline = with_music(timeline)
         bed = mixer.MusicBed(music, rate=SAMPLE_RATE, duration=timeline.duration, level_db=0.0,
                              duck_db=track.profile.music_duck_db)  # fmt: skip
-    mix = mixer.Mixer(timeline, planned.clips, planned.sounds, track.profile, bed)
+    mix = mixer.Mixer(timeline, clips, planned.sounds, track.profile, bed)
     with timings.stage("loudness"):
         # The raw sounds are let go of as they are analysed: a long track's speech is
         # held about once at a time (raw, then analysed, then finished), not three times.
@@ -393,8 +408,8 @@ def build_all(
         track.path.parent.mkdir(parents=True, exist_ok=True)
 
     def work(i: int) -> Timings:
-        timings = Timings()
-        render(planned[i], stamps[planned[i].track.path], music, timings)
+        timings, item = Timings(), planned[i]
+        render(item, studio.clips(item, timings), stamps[item.track.path], music, timings)
         return timings
 
     for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
@@ -503,7 +518,7 @@ def mix_session(
     planned = studio.plan(track)
     track.path.parent.mkdir(parents=True, exist_ok=True)
     timings = Timings()
-    render(planned, stamp, music, timings)
+    render(planned, studio.clips(planned, timings), stamp, music, timings)
     studio.timings.merge(timings.seconds)
     write_folder_files(track.path.parent)
     studio.timings.report()

@@ -35,7 +35,7 @@ import time
 import wave
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeAlias
@@ -210,28 +210,54 @@ class SpeechCache:
     ) -> dict[SpeechRequest, npt.NDArray[np.int16]]:
         """Like `clips`, as the 16-bit samples the cache keeps: half the memory of floats."""
         unique = list(dict.fromkeys(requests))
-        found: dict[SpeechRequest, npt.NDArray[np.int16]] = {}
+        found = dict(self._each(unique, jobs, progress))
+        return {request: found[request] for request in unique}
+
+    def lengths(
+        self,
+        requests: Iterable[SpeechRequest],
+        jobs: int = 2,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> dict[SpeechRequest, int]:
+        """Each clip's length in samples, synthesizing what is missing; no clip is kept.
+
+        What plans a whole library of tracks: their clips are loaded again, one
+        track at a time, when each is rendered.
+        """
+        unique = list(dict.fromkeys(requests))
+        found = {request: len(pcm) for request, pcm in self._each(unique, jobs, progress)}
+        return {request: found[request] for request in unique}
+
+    def _each(
+        self,
+        unique: list[SpeechRequest],
+        jobs: int,
+        progress: Callable[[int, int], None] | None,
+    ) -> Iterator[tuple[SpeechRequest, npt.NDArray[np.int16]]]:
+        """Every request's samples, from the cache or synthesized (once each) and stored."""
         missing: list[SpeechRequest] = []
+        done = 0
         for request in unique:
             stored = self._load(request)
             if stored is None:
                 missing.append(request)
             else:
-                found[request] = stored
+                done += 1
+                yield request, stored
         if progress:
-            progress(len(found), len(unique))
+            progress(done, len(unique))
         # In batches, so progress moves and an interrupted build keeps what it made.
         batch_size = max(16, 8 * jobs)
         for start in range(0, len(missing), batch_size):
             batch = missing[start : start + batch_size]
             made = self.engine.synthesize(batch, jobs=jobs)
             for request in batch:
-                pcm = clip_to_pcm16(made[request])
+                pcm = clip_to_pcm16(made.pop(request))
                 self._store(request, pcm)
-                found[request] = pcm  # what the cache will return later, bit for bit
+                done += 1
+                yield request, pcm  # what the cache will return later, bit for bit
             if progress:
-                progress(len(found), len(unique))
-        return {request: found[request] for request in unique}
+                progress(done, len(unique))
 
     def _load(self, request: SpeechRequest) -> npt.NDArray[np.int16] | None:
         """The stored samples, or None; a damaged entry is deleted."""
