@@ -18,7 +18,11 @@ def speechlike(seconds: float, seed: int) -> np.ndarray:
 
 
 def test_grouped_envelope_holds_each_groups_true_peak() -> None:
-    audio = speechlike(1.3, 1)
+    # A low tone, swelling: no hiss, so the envelope is the true peak itself.
+    t = np.arange(int(1.3 * RATE))
+    audio = (0.5 * np.sin(2 * np.pi * 300 * t / RATE) * np.sin(np.pi * t / len(t))).astype(
+        np.float32
+    )
     sound = mastering._prepare(audio, RATE)
     band = sound.audio()  # the band-limited sound the envelope describes
     exact = loudness.true_peak_envelope(band)
@@ -28,7 +32,24 @@ def test_grouped_envelope_holds_each_groups_true_peak() -> None:
     envelope = sound.envelope.astype(np.float64)
     # float16 storage and 16-bit band samples: agreement to a few parts in a thousand
     assert np.allclose(envelope[5:-5], per_group[5:-5], rtol=3e-3, atol=2e-4)
-    assert sound.peak == pytest.approx(float(np.max(np.abs(band))), rel=1e-3)
+    assert sound.peak == pytest.approx(float(envelope.max()), rel=1e-3)
+
+
+def test_hiss_looks_louder_to_the_limiter() -> None:
+    rng = np.random.default_rng(5)
+    n = RATE
+    hum = 0.3 * np.sin(2 * np.pi * 200 * np.arange(n) / RATE)
+    hiss = np.diff(rng.standard_normal(n + 1), 2, append=[0.0])[:n] * 0.05  # mostly high
+    audio = np.concatenate([hum, hiss]).astype(np.float32)
+    sound = mastering._prepare(audio, RATE)
+    band = sound.audio()
+    true = loudness.true_peak_envelope(band)
+    half = len(sound.envelope) // 2
+    seen = sound.envelope.astype(np.float64)
+    hum_lift = seen[200 : half - 200].max() / true[800 : n - 800].max()
+    hiss_lift = seen[half + 200 : -200].max() / true[n + 800 : -800].max()
+    assert hum_lift == pytest.approx(1.0, abs=0.02)
+    assert 20 * np.log10(hiss_lift) > mastering.DEESS_DB * 0.6
 
 
 def test_grouped_energies_bin_like_the_meter() -> None:
@@ -73,3 +94,23 @@ def test_releasing_the_raw_sounds_changes_nothing_but_memory() -> None:
     assert clips == {}  # let go of, by the mix and by whoever made it
     assert result_a == result_b
     assert np.array_equal(a.render(0, tl.duration), b.render(0, tl.duration))
+
+
+def test_an_unreachable_loudness_stops_short_and_stays_finite() -> None:
+    # Lone clicks: the limiter holds each one; only raising the silence between them
+    # could make them loud, and the gain stops well before that.
+    from coachtrack import mixer
+    from coachtrack.profiles import GYM
+    from coachtrack.timeline import Chapter, Event, Timeline
+
+    clip = np.zeros(RATE, dtype=np.float32)
+    clip[::2205] = 0.5
+    events = [Event("speech", RATE * (1 + 2 * i), RATE * (2 + 2 * i), text="a") for i in range(4)]
+    tl = Timeline("t", "T", "gym", "en", RATE, RATE * 10, tuple(events), (Chapter("c", 0, 10),))
+    mastered, result = mastering.master(mixer.Mixer(tl, {"a": clip}, {}, GYM))
+    assert np.isfinite(result.gain) and result.gain <= 10 ** (mastering.MAX_GAIN_DB / 20)
+    assert result.measured_lufs < GYM.loudness_lufs
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, mixer.islands(tl), result.ceiling)))
+    audio = pcm.astype(np.float32) / 32768
+    assert np.abs(audio).max() > 0.1  # not silenced
+    assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp

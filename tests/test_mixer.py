@@ -84,8 +84,15 @@ def test_music_is_ducked_under_speech() -> None:
 def test_mastering_meets_loudness_and_true_peak_targets() -> None:
     # Speech-like bursts with high peaks: the limiter has to work for the gym target.
     rng = np.random.default_rng(7)
-    clip = (rng.standard_normal(RATE * 2) * 0.05).astype(np.float32)
-    clip[::500] = 0.9
+    noise = rng.standard_normal(RATE * 2)
+    voiced = np.zeros_like(noise)  # mostly low frequencies, as speech is
+    for i in range(1, len(noise)):
+        voiced[i] = 0.9 * voiced[i - 1] + noise[i]
+    clip = voiced * 0.05
+    pulse = 0.9 * np.exp(-((np.arange(-12, 13) / 4) ** 2))  # a glottal-like peak, not a click
+    for at in range(12, len(clip) - 12, 500):
+        clip[at - 12 : at + 13] += pulse
+    clip = clip.astype(np.float32)
     events = [Event("speech", RATE * (1 + 3 * i), RATE * (3 + 3 * i), text="a") for i in range(8)]
     tl = timeline(events, RATE * 26)
     from coachtrack import loudness
