@@ -339,7 +339,7 @@ def render(
         sample_rate=timeline.sample_rate,
         info=info,
         fmt=track.fmt,
-        bitrate_kbps=_bitrate_kbps(track),
+        bitrate_kbps=track.profile.bitrate_kbps,
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
     sheet = cue_sheet(timeline)
@@ -349,11 +349,6 @@ def render(
     # The LRC goes last and carries the fingerprint: its presence marks the track complete.
     lrc = f"{_stamp_line(stamp, track.path)}\n{export.lrc_text(info)}"
     page.write_page(_lrc_path(track), lrc)
-
-
-def _bitrate_kbps(track: Track) -> int:
-    # ffmpeg's AAC encoder overshoots true peaks by ~3 dB at 64 kbps, ~0.3 dB at 96.
-    return max(track.profile.bitrate_kbps, 96) if track.fmt == "m4a" else track.profile.bitrate_kbps
 
 
 def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:

@@ -146,10 +146,7 @@ class _Placer:
             if spoken:
                 self.add(Event("countdown", at, at + self.clip_samples[word], text=word))
             else:
-                self.chime_like_tick(at)
-
-    def chime_like_tick(self, at: int) -> None:
-        self.add(Event("countdown", at, at + self.sound_samples["tick"], sound="tick"))
+                self.add(Event("countdown", at, at + self.sound_samples["tick"], sound="tick"))
 
     def next_cue(self, wordings: tuple[str, ...], key: str) -> str:
         return wordings[self.rotation.get(key, 0) % len(wordings)]
