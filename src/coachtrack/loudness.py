@@ -166,11 +166,18 @@ def limiter_gain(
         return None
     # Each averaged value is a minimum over a span containing this sample, so the
     # smoothed gain never exceeds what this sample needs. Both windows reach 1.5
-    # `window` samples, so only the stretches around samples over the ceiling move.
+    # `window` samples, so only the stretches around samples over the ceiling move;
+    # padded by more than that, they are worked on end to end in one pass, no window
+    # seeing from one into the next.
+    spans = dsp.segments(level > ceiling, 2 * window + 2)
+    joined = np.concatenate([level[a:b] for a, b in spans])
+    wanted = np.minimum(1.0, ceiling / np.maximum(joined, 1e-12))
+    smooth = dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
     gain = np.ones(len(level))
-    for a, b in dsp.segments(level > ceiling, 2 * window + 2):
-        wanted = np.minimum(1.0, ceiling / np.maximum(level[a:b], 1e-12))
-        gain[a:b] = dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
+    at = 0
+    for a, b in spans:
+        gain[a:b] = smooth[at : at + b - a]
+        at += b - a
     return gain
 
 
