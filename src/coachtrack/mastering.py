@@ -8,7 +8,8 @@ renders the track: the cost is that of the distinct sounds, not of its length.
 The gain solve works on groups of `GROUP` samples (each group's highest true peak
 and its summed K-weighted energy), which keeps it fast and a sound's solver data
 to a quarter of its samples; the limiter's gain is constant within a group, so the
-finished sound is exactly what the solver weighed.
+finished sound is what the solver weighed. The limiter sees hiss as louder than it
+is (de-essing), and limited sounds are band-limited again before encoding.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from coachtrack.timeline import Event
 GROUP = 4  # samples per group (0.18 ms): the limiter's and the solver's resolution
 LIMITER_WINDOW_MS = 4
 ENCODER_MARGIN_DB = 2.0  # true-peak ceiling below the target: LAME overshoots by ~0.5 dB
-# typically and up to ~1.5 dB on a rare transient (measured on the shipped routines)
+# typically and up to 1.2 dB on a rare transient (measured on the shipped routines)
 REBAND_ROUNDS = 2  # limit, band-limit again, check: the encoder then has nothing to cut
 STEPS = 8
 TOLERANCE_LU = 0.05
