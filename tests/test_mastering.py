@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -114,3 +116,17 @@ def test_an_unreachable_loudness_stops_short_and_stays_finite() -> None:
     audio = pcm.astype(np.float32) / 32768
     assert np.abs(audio).max() > 0.1  # not silenced
     assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp
+
+
+def test_a_track_that_cannot_be_made_loud_enough_says_so(tmp_path: Path) -> None:
+    from coachtrack import build
+    from coachtrack.loader import load_routine
+    from coachtrack.profiles import GYM
+
+    routine = load_routine(Path(__file__).parent / "data" / "short.yaml")
+    track = build.routine_track(routine, GYM, build.BuildOptions(out_dir=tmp_path))
+    assert build.quiet_note(track, -14.3) is None
+    assert build.quiet_note(track, float("-inf")) is None
+    note = build.quiet_note(track, -15.2)
+    assert note is not None and str(track.path) in note
+    assert "-15.2 LUFS" in note and "-14" in note and "-1 dBTP" in note

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import signal
 import sys
@@ -325,9 +326,10 @@ def render(
     with timings.stage("loudness"):
         # The raw sounds are let go of as they are analysed: a long track's speech is
         # held about once at a time (raw, then analysed, then finished), not three times.
-        mastered, result = mastering.master(
-            mix, encoder_loss_db=export.LEVEL_LOSS_DB[track.fmt], release=True
-        )
+        loss = export.LEVEL_LOSS_DB[track.fmt]
+        mastered, result = mastering.master(mix, encoder_loss_db=loss, release=True)
+    if note := quiet_note(track, result.measured_lufs - loss):
+        print(note, file=sys.stderr)
     info = track_info(planned)
     parts = mixer.islands(timeline, music=bed is not None)
     chunks = _timed(mixer.pcm_chunks(mastered, parts, result.ceiling), timings, "mix")
@@ -349,6 +351,21 @@ def render(
     # The LRC goes last and carries the fingerprint: its presence marks the track complete.
     lrc = f"{_stamp_line(stamp, track.path)}\n{export.lrc_text(info)}"
     page.write_page(_lrc_path(track), lrc)
+
+
+QUIET_LU = 0.5  # how far under its loudness target a track may land unmentioned
+
+
+def quiet_note(track: Track, lufs: float) -> str | None:
+    """A note for a track that could not be made as loud as its profile asks, else None."""
+    target = track.profile.loudness_lufs
+    if lufs >= target - QUIET_LU or lufs == -math.inf:  # on target, or silent
+        return None
+    return (
+        f"coachtrack: note: {track.path} reaches {lufs:.1f} LUFS, under the {track.profile.name} "
+        f"profile's {target:g}: its sounds' peaks leave no more room under the "
+        f"{track.profile.true_peak_dbtp:g} dBTP ceiling"
+    )
 
 
 def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:
