@@ -91,8 +91,8 @@ class Mixer:
             self._reach.append(latest)
 
     def _sounds_until(self, event: Event) -> int:
-        """Where an event's sound ends: its clip may be shorter than the event."""
-        return min(event.end, event.start + len(self.audio_of(event)))
+        """Where an event's sound ends: where its samples do."""
+        return event.start + len(self.audio_of(event))
 
     def events_in(self, start: int, end: int) -> list[Event]:
         """The sounding events heard in `[start, end)`, by start."""
@@ -142,7 +142,7 @@ class Mixer:
         out = np.zeros(end - start, dtype=np.float32)
         for event in self.events_in(start, end):
             audio = self.audio_of(event)
-            lo, hi = max(start, event.start), min(end, event.start + len(audio))
+            lo, hi = max(start, event.start), min(end, self._sounds_until(event))
             piece = audio[lo - event.start : hi - event.start]
             if piece.dtype == np.int16:
                 out[lo - start : hi - start] += piece * np.float32(1 / 32768)
