@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from bench.levels import ebur128 as ebur128  # the same measure as `python -m bench.levels`
 
 RATE = 22050
 
@@ -39,18 +40,6 @@ def ffprobe_chapters(path: Path) -> list[dict[str, object]]:
         capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     return list(json.loads(out)["chapters"])
-
-
-def ebur128(path: Path) -> tuple[float, float]:
-    """(integrated LUFS, true peak dBTP) as ffmpeg's ebur128 filter measures them."""
-    err = subprocess.run(
-        ["ffmpeg", "-nostats", "-i", str(path), "-af", "ebur128=peak=true", "-f", "null", "-"],
-        capture_output=True, text=True, check=True,
-    ).stderr  # fmt: skip
-    summary = err[err.rindex("Summary:") :]
-    lufs = float(summary.split("I:")[1].split("LUFS")[0])
-    peak = float(summary.split("Peak:")[1].split("dBFS")[0])
-    return lufs, peak
 
 
 def samples(ms: float) -> int:
