@@ -23,7 +23,7 @@ test: install
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python -m bench.run
+	$(BIN)/python -m bench.run --repeat 3 --long-hours 3
 
 lint: install
 	$(BIN)/ruff check src tests
