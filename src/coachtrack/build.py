@@ -349,8 +349,7 @@ def render(
                              profile=track.profile.name)  # fmt: skip
     page.write_page(track.path.with_suffix(".html"), html)
     # The LRC goes last and carries the fingerprint: its presence marks the track complete.
-    lrc = f"{_stamp_line(stamp, track.path)}\n{export.lrc_text(info)}"
-    page.write_page(_lrc_path(track), lrc)
+    export.write_lrc(_lrc_path(track), info, header=f"{_stamp_line(stamp, track.path)}\n")
 
 
 QUIET_LU = 0.5  # how far under its loudness target a track may land unmentioned

@@ -55,6 +55,7 @@ from mutagen.id3 import (
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
+from coachtrack import files
 from coachtrack.errors import BuildError
 from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
@@ -192,9 +193,12 @@ def lrc_text(info: TrackInfo) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_lrc(path: Path, info: TrackInfo) -> None:
-    """Write the transcript as an LRC file beside the track, atomically."""
-    _write_text_atomic(Path(path), lrc_text(info))
+def write_lrc(path: Path, info: TrackInfo, *, header: str = "") -> None:
+    """Write the transcript as an LRC file beside the track, atomically.
+
+    `header`: lines to put first (a build's fingerprint).
+    """
+    files.write_text(Path(path), header + lrc_text(info))
 
 
 def write_playlist(folder: Path) -> None:
@@ -210,7 +214,7 @@ def write_playlist(folder: Path) -> None:
         summary = _summary_or_fallback(folder / name)
         seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
         lines += [f"#EXTINF:{seconds},{_one_line(summary.title)}", name]
-    _write_text_atomic(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
+    files.write_text(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
 
 
 def read_track_info(path: Path) -> TrackSummary:
@@ -1508,13 +1512,6 @@ def _read_m4a(path: Path) -> TrackSummary:
 
 
 # --- files ----------------------------------------------------------------------------
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    with _temp_beside(path) as tmp:
-        tmp.write_text(text, encoding="utf-8", newline="\n")
-        _fsync(tmp)
-        os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:

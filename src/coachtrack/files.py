@@ -37,6 +37,16 @@ def temp_beside(path: Path) -> Iterator[Path]:
             tmp.unlink(missing_ok=True)
 
 
+def write_text(path: Path, text: str) -> None:
+    """Write a text file atomically and durably: a temporary file, fsync, then a rename."""
+    with temp_beside(path) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+
 def remove_stale_temps(path: Path) -> None:
     """Remove the temporary files of `path` whose writer no longer runs."""
     prefix = f".{path.name}."

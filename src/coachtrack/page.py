@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import html
 import json
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from coachtrack.files import temp_beside as _temp_beside
+from coachtrack import files
 
 # --- words on the page ---------------------------------------------------------------------
 
@@ -340,12 +339,7 @@ def index_page(tracks: Sequence[tuple[str, str, int]], *, profile: str) -> str:
 
 def write_page(path: Path, html: str) -> None:
     """Write a page (or picture) atomically: a dot-prefixed temp file beside it, then rename."""
-    with _temp_beside(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            out.write(html)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+    files.write_text(path, html)
 
 
 # --- pieces --------------------------------------------------------------------------------

@@ -386,10 +386,8 @@ class Pyttsx3Engine:
         if self._voices_file is None:
             return
         data = {"engine": self.name, "voices": [dataclasses.asdict(v) for v in voices]}
-        # Only a convenience: if it cannot be kept, the next run asks again.
-        with contextlib.suppress(OSError), files.temp_beside(self._voices_file) as temporary:
-            temporary.write_text(json.dumps(data), encoding="utf-8")
-            os.replace(temporary, self._voices_file)
+        with contextlib.suppress(OSError):  # a convenience: if not kept, the next run asks
+            files.write_text(self._voices_file, json.dumps(data))
 
     def voice_for(self, language: str) -> str:
         """The voice for a language code: "en" -> "gmw/en" (British), "de" -> "gmw/de"."""
