@@ -147,6 +147,20 @@ def frame_sizes(data: bytes, start: int, rate: int = SR) -> list[int]:
     return sizes
 
 
+@pytest.fixture
+def island_starts(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The first frame of every island the writer opens, as it opens them."""
+    starts: list[int] = []
+    original = export._EncoderPool.open
+
+    def spied(self: export._EncoderPool, island: int, start: int) -> None:
+        starts.append(start)
+        original(self, island, start)
+
+    monkeypatch.setattr(export._EncoderPool, "open", spied)
+    return starts
+
+
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Samples, Path]:
     pcm = track()
@@ -166,16 +180,9 @@ def test_islands_decode_like_one_whole_track_encode(encoded: tuple[Samples, Path
 
 
 def test_the_track_has_merged_and_separate_islands(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, island_starts: list[int]
 ) -> None:
-    starts: list[int] = []
-    original = export._EncoderPool.open
-
-    def spied(self: export._EncoderPool, island: int, start: int) -> None:
-        starts.append(start)
-        original(self, island, start)
-
-    monkeypatch.setattr(export._EncoderPool, "open", spied)
+    starts = island_starts
     write(tmp_path / "t.mp3", track())
     # Bursts 1 and 2 (2 s apart) share an island, as do the noise and the click; the quiet
     # tone, 6 s after loud noise, and the noise 3.3 s after it (the least that splits) do not.
@@ -562,18 +569,11 @@ def test_tight_bounds_and_islands_done_out_of_order_keep_the_bytes(
 
 
 def test_one_island_as_long_as_the_track_streams(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], island_starts: list[int]
 ) -> None:
     # Ten minutes of sound without a gap, as under a music bed: one island, one worker.
     use_processes(monkeypatch, 2)
-    opened: list[int] = []
-    original = export._EncoderPool.open
-
-    def spied(self: export._EncoderPool, island: int, start: int) -> None:
-        opened.append(start)
-        original(self, island, start)
-
-    monkeypatch.setattr(export._EncoderPool, "open", spied)
+    opened = island_starts
     minutes, rng = 10, np.random.default_rng(5)
     second = (tone(SR, 220, 3000) + speechlike(rng, SR, 2000) // 2).astype(np.int16)
     n = minutes * 60 * SR
