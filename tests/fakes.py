@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Generator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -26,7 +26,7 @@ class FakeEngine:
     name = "fake-engine-1"
 
     def __init__(self, *, fail_on: Sequence[str] = ()) -> None:
-        self.calls: list[list[SpeechRequest]] = []  # the requests of each synthesize() call
+        self.calls: list[list[SpeechRequest]] = []  # the requests of each stream() call
         self.fail_on = frozenset(fail_on)  # texts that make it raise BuildError
 
     @property
@@ -48,15 +48,18 @@ class FakeEngine:
     def close(self) -> None:
         """Nothing to let go of."""
 
-    def synthesize(
+    def stream(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
-    ) -> dict[SpeechRequest, Clip]:
-        """A clip per distinct request, as the real engine would return it."""
+    ) -> Generator[tuple[SpeechRequest, Clip], None, None]:
+        """A clip per distinct request, as the real engine would give it: the lines that
+        fail are reported once the others have come."""
         unique = list(dict.fromkeys(requests))
         self.calls.append(unique)
+        for request in unique:
+            if request.text not in self.fail_on:
+                yield request, tone_burst(request)
         if failed := [r.text for r in unique if r.text in self.fail_on]:
             raise BuildError("\n".join(f'speech engine failed on "{text}"' for text in failed))
-        return {request: tone_burst(request) for request in unique}
 
 
 def clip_samples(text: str, rate_wpm: int) -> int:

@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -64,11 +64,11 @@ class CountingEngine:
     def close(self) -> None:
         self.inner.close()
 
-    def synthesize(
+    def stream(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
-    ) -> dict[SpeechRequest, Clip]:
+    ) -> Generator[tuple[SpeechRequest, Clip], None, None]:
         self.asked.extend(requests)
-        return self.inner.synthesize(requests, jobs=jobs)
+        return self.inner.stream(requests, jobs=jobs)
 
 
 @pytest.fixture(scope="module")
@@ -191,10 +191,29 @@ def test_cache_writes_leave_no_temporary_files(tmp_path: Path) -> None:
     assert not [p for p in files if p.name.startswith(".")]
 
 
-def test_engine_failure_propagates(tmp_path: Path) -> None:
-    cache = SpeechCache(FakeEngine(fail_on=["Bad."]), tmp_path)
+def test_engine_failure_propagates_and_what_was_made_is_kept(tmp_path: Path) -> None:
+    fake = FakeEngine(fail_on=["Bad."])
+    cache = SpeechCache(fake, tmp_path)
     with pytest.raises(BuildError, match=r'"Bad\."'):
-        cache.clips([en("Good."), en("Bad.")])
+        cache.clips([en("Good."), en("Bad."), en("Also good.")])
+    assert cache.path(en("Good.")).is_file() and cache.path(en("Also good.")).is_file()
+    with pytest.raises(BuildError, match=r'"Bad\."'):
+        cache.clips([en("Good."), en("Bad."), en("Also good.")])
+    assert fake.calls[-1] == [en("Bad.")]  # the others came from the cache
+
+
+def test_cache_stores_each_clip_as_it_comes(tmp_path: Path) -> None:
+    fake = FakeEngine()
+    cache = SpeechCache(fake, tmp_path)
+    requests = [en("One."), en("Two."), en("Three.")]
+    stored: list[bool] = []
+
+    def progress(done: int, total: int) -> None:
+        stored.append(all(cache.path(r).is_file() for r in requests[:done]))
+
+    cache.lengths(requests, progress=progress)
+    assert stored == [True, True, True, True]  # (0, 3) first, then one step per clip
+    assert len(fake.calls) == 1  # one stream for every missing line
 
 
 # --- tools
@@ -335,6 +354,27 @@ def test_silent_output_is_an_error(engine: Pyttsx3Engine) -> None:
 def test_unknown_voice_is_an_error_naming_the_text(engine: Pyttsx3Engine) -> None:
     with pytest.raises(BuildError, match=r'"Release\.".*no-such-voice'):
         engine.synthesize([SpeechRequest("Release.", "no-such-voice", 170)])
+
+
+@pytest.mark.engine
+def test_stream_gives_the_good_lines_before_reporting_the_bad(engine: Pyttsx3Engine) -> None:
+    bad = SpeechRequest("Release.", "no-such-voice", 170)
+    made: list[SpeechRequest] = []
+    with pytest.raises(BuildError, match=r'"Release\.".*no-such-voice') as failed:
+        for request, clip in engine.stream([en(LINE), bad, en(OTHERS[0])], jobs=2):
+            assert len(clip) > 0
+            made.append(request)
+    assert sorted(made, key=str) == sorted([en(LINE), en(OTHERS[0])], key=str)
+    assert LINE not in str(failed.value)
+
+
+@pytest.mark.engine
+def test_stream_left_early_frees_the_engine(engine: Pyttsx3Engine) -> None:
+    alone = engine.synthesize([en(LINE)])[en(LINE)].tobytes()
+    stream = engine.stream([en(OTHERS[0]), en(OTHERS[1]), en(OTHERS[2])], jobs=1)
+    next(stream)
+    stream.close()  # two lines still to come: the server is stopped, the lock let go
+    assert engine.synthesize([en(LINE)])[en(LINE)].tobytes() == alone
 
 
 @pytest.mark.engine

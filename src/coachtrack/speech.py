@@ -35,7 +35,7 @@ import time
 import wave
 import weakref
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeAlias
@@ -99,10 +99,15 @@ class SpeechEngine(Protocol):
         """The default voice id for a language code such as "en"; UserError if there is none."""
         ...
 
-    def synthesize(
+    def stream(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
-    ) -> dict[SpeechRequest, Clip]:
-        """A clip per request, its leading and trailing silence trimmed."""
+    ) -> Generator[tuple[SpeechRequest, Clip], None, None]:
+        """Each distinct request's clip, its leading and trailing silence trimmed, in any order.
+
+        Each comes as soon as it is made. Lines that fail are reported together, in one
+        BuildError, once every other line has come: what was made can be kept. The engine
+        is not to be asked anything else until the stream ends.
+        """
         ...
 
     def close(self) -> None:
@@ -246,18 +251,19 @@ class SpeechCache:
                 yield request, stored
         if progress:
             progress(done, len(unique))
-        # In batches, so progress moves and an interrupted build keeps what it made.
-        batch_size = max(16, 8 * jobs)
-        for start in range(0, len(missing), batch_size):
-            batch = missing[start : start + batch_size]
-            made = self.engine.synthesize(batch, jobs=jobs)
-            for request in batch:
-                pcm = clip_to_pcm16(made.pop(request))
+        if not missing:
+            return
+        # Each clip is stored as it comes, while the engine speaks the next lines: no
+        # line waits for the slowest of a batch, progress moves, and an interrupted
+        # build keeps what it made.
+        with contextlib.closing(self.engine.stream(missing, jobs=jobs)) as made:
+            for request, clip in made:
+                pcm = clip_to_pcm16(clip)
                 self._store(request, pcm)
                 done += 1
                 yield request, pcm  # what the cache will return later, bit for bit
-            if progress:
-                progress(done, len(unique))
+                if progress:
+                    progress(done, len(unique))
 
     def _load(self, request: SpeechRequest) -> npt.NDArray[np.int16] | None:
         """The stored samples, or None; a damaged entry is deleted."""
@@ -410,12 +416,21 @@ class Pyttsx3Engine:
     def synthesize(
         self, requests: Sequence[SpeechRequest], jobs: int = 2
     ) -> dict[SpeechRequest, Clip]:
-        """Speak each distinct request in its own fresh process, `jobs` at a time."""
+        """A clip per distinct request, all at once (see `stream`)."""
+        return dict(self.stream(requests, jobs))
+
+    def stream(
+        self, requests: Sequence[SpeechRequest], jobs: int = 2
+    ) -> Generator[tuple[SpeechRequest, Clip], None, None]:
+        """Speak each distinct request in its own fresh process, `jobs` at a time.
+
+        Each clip comes as soon as its line is spoken, while the next lines are.
+        """
         if jobs < 1:
             raise ValueError(f"jobs must be at least 1, not {jobs}")
         unique = list(dict.fromkeys(requests))
         if not unique:
-            return {}
+            return
         texts = [plain_text(request.text) for request in unique]
         if silent := [r.text for r, text in zip(unique, texts, strict=True) if not text]:
             raise BuildError("\n".join(f'nothing to speak in "{text}"' for text in silent))
@@ -431,37 +446,52 @@ class Pyttsx3Engine:
                 }
                 for request, text, wav in zip(unique, texts, wavs, strict=True)
             ]
-            replies = self._run(items, jobs=jobs, scratch=scratch)
-            failures = [
-                f'speech engine failed on "{request.text}": {reply["error"]}'
-                for request, reply in zip(unique, replies, strict=True)
-                if reply.get("error") and not reply.get("skipped")
-            ]
-            if any(reply.get("timed_out") for reply in replies):
-                failures.append(
+            failures: list[tuple[int, str]] = []
+            hung = False
+            replies = contextlib.closing(self._replies(items, jobs=jobs, scratch=scratch))
+            with replies as each:  # closed, the server free again, even if we stop early
+                for index, reply in each:
+                    request = unique[index]
+                    if reply.get("error"):
+                        hung = hung or bool(reply.get("timed_out"))
+                        if not reply.get("skipped"):
+                            failed = f'speech engine failed on "{request.text}": {reply["error"]}'
+                            failures.append((index, failed))
+                        continue
+                    yield request, _clip_from_wav(wavs[index], request.text)
+            messages = [message for _, message in sorted(failures)]
+            if hung:
+                messages.append(
                     f"espeak-ng hung: each line may take {self.timeout_s:g} s "
                     f"(set {TIMEOUT_ENV} to a number of seconds to allow more)"
                 )
-            if failures:
-                raise BuildError("\n".join(failures))
-            return {
-                request: _clip_from_wav(wav, request.text)
-                for request, wav in zip(unique, wavs, strict=True)
-            }
+            if messages:
+                raise BuildError("\n".join(messages))
 
     def _run(self, items: list[dict[str, Any]], *, jobs: int, scratch: str) -> list[dict[str, Any]]:
         """Have the fork server run the items; one reply per item, in item order."""
+        replies = dict(self._replies(items, jobs=jobs, scratch=scratch))
+        return [replies[index] for index in range(len(items))]
+
+    def _replies(
+        self, items: list[dict[str, Any]], *, jobs: int, scratch: str
+    ) -> Generator[tuple[int, dict[str, Any]], None, None]:
+        """Have the fork server run the items; each item's index and reply, as they come."""
         batch = {"jobs": jobs, "timeout_s": self.timeout_s, "scratch": scratch, "items": items}
         with self._lock:
             if self._server is None or not self._server.ours():
                 self._server = _ForkServer()  # (a forked copy of us needs its own)
+            ended = False
             try:
-                return self._server.run(batch, reply_timeout_s=self.timeout_s + 10)
-            except BaseException:
-                # Its state is unknown (or we are being interrupted): start afresh next time.
-                self._server.close()
-                self._server = None
-                raise
+                for reply in self._server.run(batch, reply_timeout_s=self.timeout_s + 10):
+                    yield int(reply["index"]), reply
+                ended = True
+            finally:
+                if not ended:
+                    # Left mid-batch (an error, an interruption, or the caller stopped
+                    # asking): its state is unknown. Start afresh next time.
+                    self._server.close()
+                    self._server = None
 
 
 def _espeak_version() -> str:
@@ -527,8 +557,8 @@ class _ForkServer:
         """Whether this process started the server (not a forked copy of it)."""
         return os.getpid() == self._owner_pid
 
-    def run(self, batch: dict[str, Any], *, reply_timeout_s: float) -> list[dict[str, Any]]:
-        """Send one batch and collect a reply per item."""
+    def run(self, batch: dict[str, Any], *, reply_timeout_s: float) -> Iterator[dict[str, Any]]:
+        """Send one batch; each item's reply as it comes (in the order they finish)."""
         stdin = self._process.stdin
         assert stdin is not None
         try:
@@ -541,13 +571,8 @@ class _ForkServer:
             if hello.get("error"):
                 raise BuildError(str(hello["error"]))
             self._greeted = True
-        replies: dict[int, dict[str, Any]] = {}
-        while True:
-            reply = self._read(reply_timeout_s)
-            if reply.get("end"):
-                break
-            replies[int(reply["index"])] = reply
-        return [replies[index] for index in range(len(batch["items"]))]
+        while not (reply := self._read(reply_timeout_s)).get("end"):
+            yield reply
 
     def _read(self, timeout_s: float) -> dict[str, Any]:
         try:
