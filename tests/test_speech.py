@@ -374,6 +374,8 @@ def test_stream_left_early_frees_the_engine(engine: Pyttsx3Engine) -> None:
     stream = engine.stream([en(OTHERS[0]), en(OTHERS[1]), en(OTHERS[2])], jobs=1)
     next(stream)
     stream.close()  # two lines still to come: the server is stopped, the lock let go
+    assert engine._lock.acquire(timeout=5)  # (else the next call would wait forever)
+    engine._lock.release()
     assert engine.synthesize([en(LINE)])[en(LINE)].tobytes() == alone
 
 
