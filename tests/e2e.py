@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from bench.levels import ebur128 as ebur128  # the same measure as `python -m bench.levels`
@@ -21,6 +25,17 @@ def run_cli(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.Comp
         [sys.executable, "-m", "coachtrack", *args],
         capture_output=True, text=True, env=env, cwd=cwd, timeout=600, check=False,
     )  # fmt: skip
+
+
+@contextlib.contextmanager
+def killed_at_the_end(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
+    """A process started in its own session: its whole group is killed if still running."""
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
 
 
 def decode(path: Path) -> np.ndarray:

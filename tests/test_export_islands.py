@@ -28,6 +28,8 @@ from coachtrack.errors import BuildError
 from coachtrack.export import TrackInfo, read_track_info, write_track
 from coachtrack.tools import ffmpeg_path, ffprobe_path
 
+from .e2e import killed_at_the_end
+
 SR = 22050
 GRANULE = 576
 DELAY = 576 + 529  # LAME's encoder delay and the decoder's
@@ -169,6 +171,18 @@ def encoded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Samples, Path]:
     return pcm, path
 
 
+@pytest.fixture(scope="module")
+def ffmpeg_reference(
+    encoded: tuple[Samples, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """The same track as `encoded`, written by ffmpeg's libmp3lame in one pass."""
+    reference = tmp_path_factory.mktemp("ffmpeg") / "ffmpeg.mp3"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(export.ENCODER_ENV, "ffmpeg")
+        write(reference, encoded[0])
+    return reference
+
+
 # --- the audio ----------------------------------------------------------------------
 
 
@@ -192,12 +206,10 @@ def test_the_track_has_merged_and_separate_islands(
 
 
 def test_islands_match_the_ffmpeg_reference(
-    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    encoded: tuple[Samples, Path], ffmpeg_reference: Path
 ) -> None:
     pcm, path = encoded
-    monkeypatch.setenv(export.ENCODER_ENV, "ffmpeg")
-    reference = tmp_path / "ffmpeg.mp3"
-    write(reference, pcm)
+    reference = ffmpeg_reference
     ours, theirs = decode(path).astype(np.float64), decode(reference).astype(np.float64)
     sounding = (ours != 0) | (theirs != 0)
     rms = float(np.sqrt(np.mean((ours - theirs)[sounding] ** 2)))
@@ -363,12 +375,10 @@ def test_info_frame_and_lame_tag(encoded: tuple[Samples, Path]) -> None:
 
 @pytest.mark.skipif(ffprobe_path() is None, reason="ffprobe is not installed")
 def test_ffprobe_duration_is_as_before(
-    encoded: tuple[Samples, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    encoded: tuple[Samples, Path], ffmpeg_reference: Path
 ) -> None:
     pcm, path = encoded
-    monkeypatch.setenv(export.ENCODER_ENV, "ffmpeg")
-    reference = tmp_path / "ffmpeg.mp3"
-    write(reference, pcm)
+    reference = ffmpeg_reference
 
     def duration(track: Path) -> float:
         probe = ffprobe_path()
@@ -666,15 +676,11 @@ def test_ctrl_c_on_the_process_group_leaves_no_process_and_no_file(tmp_path: Pat
         stderr=subprocess.PIPE,
         start_new_session=True,
     )
-    try:
+    with killed_at_the_end(proc):
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         time.sleep(0.2)  # the workers encoding
         os.killpg(proc.pid, signal.SIGINT)
         stdout, stderr = proc.communicate(timeout=10)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     assert (proc.returncode, stdout, stderr) == (130, b"", b"")
     assert (tmp_path / "t.mp3").read_bytes() == b"the previous build"
     assert [p.name for p in tmp_path.iterdir()] == ["t.mp3"]

@@ -43,7 +43,7 @@ from coachtrack.sounds import sound_set
 from coachtrack.speech import SpeechCache
 from coachtrack.timeline import Timeline, build_timeline
 
-from .e2e import decode, samples
+from .e2e import decode, killed_at_the_end, samples
 from .fakes import FakeEngine
 from .test_loader_fuzz import FUZZ, documents, routine_shaped
 
@@ -328,8 +328,9 @@ def interrupt_build(drill: Drill, name: str, sig: signal.Signals) -> Interrupted
     out = drill.cli.cwd / name
     shutil.copytree(drill.previous, out)
     folder = out / "phone"
-    proc = drill.long_cli.start("build", str(drill.long), "--out", str(out))
-    try:
+    with killed_at_the_end(
+        drill.long_cli.start("build", str(drill.long), "--out", str(out))
+    ) as proc:
         deadline = time.monotonic() + 120
         while not [p for p in folder.iterdir() if p.name.startswith(".drill.mp3.")]:
             assert proc.poll() is None, f"the build ended before writing: {proc.communicate()}"
@@ -342,10 +343,6 @@ def interrupt_build(drill: Drill, name: str, sig: signal.Signals) -> Interrupted
         stopped = time.monotonic()
         out_text, err_text = proc.communicate(timeout=60)
         seconds = time.monotonic() - stopped
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     result = subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
     return Interrupted(result, out, drill.clean_short, seconds)
 
@@ -388,8 +385,7 @@ def ctrl_c_while_speaking(
 ) -> tuple[Cli, Path, subprocess.CompletedProcess[str]]:
     root = tmp_path_factory.mktemp("ctrl-c-speaking")
     cli = make_cli(root)
-    proc = cli.start("build", str(LONG), "--out", "out")
-    try:
+    with killed_at_the_end(cli.start("build", str(LONG), "--out", "out")) as proc:
         deadline = time.monotonic() + 60
         while len(list((cli.cache / "speech").rglob("*.pcm"))) < 5:
             assert proc.poll() is None, proc.communicate()
@@ -397,10 +393,6 @@ def ctrl_c_while_speaking(
             time.sleep(0.001)
         os.killpg(proc.pid, signal.SIGINT)
         out_text, err_text = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
     return cli, root, subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
 
 
