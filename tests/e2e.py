@@ -27,6 +27,17 @@ def run_cli(*args: str, cache: Path, cwd: Path | None = None) -> subprocess.Comp
     )  # fmt: skip
 
 
+def _ctrl_c_reaches_it() -> None:
+    # A job started with `&` by a non-interactive shell (a CI script, say) ignores
+    # SIGINT, and so would everything it starts: Python then never raises
+    # KeyboardInterrupt. A terminal's foreground job gets Ctrl-C; so do these.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+FOREGROUND_JOB: dict[str, Any] = {"start_new_session": True, "preexec_fn": _ctrl_c_reaches_it}
+"""Popen options for a process run as a shell runs a foreground job, in its own group."""
+
+
 @contextlib.contextmanager
 def killed_at_the_end(proc: subprocess.Popen[Any]) -> Iterator[subprocess.Popen[Any]]:
     """A process started in its own session: its whole group is killed if still running."""

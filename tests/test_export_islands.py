@@ -28,7 +28,7 @@ from coachtrack.errors import BuildError
 from coachtrack.export import TrackInfo, read_track_info, write_track
 from coachtrack.tools import ffmpeg_path, ffprobe_path
 
-from .e2e import killed_at_the_end
+from .e2e import FOREGROUND_JOB, killed_at_the_end
 
 SR = 22050
 GRANULE = 576
@@ -674,7 +674,7 @@ def test_ctrl_c_on_the_process_group_leaves_no_process_and_no_file(tmp_path: Pat
         [sys.executable, "-c", script, str(tmp_path)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        start_new_session=True,
+        **FOREGROUND_JOB,
     )
     with killed_at_the_end(proc):
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"

@@ -43,7 +43,7 @@ from coachtrack.sounds import sound_set
 from coachtrack.speech import SpeechCache
 from coachtrack.timeline import Timeline, build_timeline
 
-from .e2e import decode, killed_at_the_end, samples
+from .e2e import FOREGROUND_JOB, decode, killed_at_the_end, samples
 from .fakes import FakeEngine
 from .test_loader_fuzz import FUZZ, documents, routine_shaped
 
@@ -230,7 +230,7 @@ class Cli:
         return subprocess.Popen(
             [sys.executable, "-m", "coachtrack", *args],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-            env=self.env(), cwd=self.cwd, start_new_session=True,
+            env=self.env(), cwd=self.cwd, **FOREGROUND_JOB,
         )  # fmt: skip
 
 
