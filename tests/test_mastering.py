@@ -130,3 +130,37 @@ def test_a_track_that_cannot_be_made_loud_enough_says_so(tmp_path: Path) -> None
     note = build.quiet_note(track, -15.2)
     assert note is not None and str(track.path) in note
     assert "-15.2 LUFS" in note and "-14" in note and "-1 dBTP" in note
+
+
+class _BendingSolver:
+    """Loudness that bends over as the gain rises: its slope is 0.6 * e^-((g - 10) / 5) LU/dB."""
+
+    def __init__(self) -> None:
+        self.asked: list[float] = []
+
+    def loudness_at(self, gain_db: float) -> tuple[float, dict[object, object]]:
+        self.asked.append(gain_db)
+        return -13.0 - 3.0 * float(np.exp(-(gain_db - 10.0) / 5.0)), {}
+
+
+def _slope(solver: _BendingSolver, gain_db: float) -> float:
+    return solver.loudness_at(gain_db)[0] - solver.loudness_at(gain_db - 1)[0]
+
+
+def test_the_gain_stops_where_more_would_mostly_feed_the_limiter() -> None:
+    solver = _BendingSolver()
+    high = (26.0, solver.loudness_at(26.0))
+    low = (25.0, solver.loudness_at(25.0)[0])
+    gain_db, _ = mastering._at_knee(solver, low, high)  # type: ignore[arg-type]
+    # Where the slope is KNEE_LU_PER_DB: 10 + 5 ln 6 dB here, give or take a dB.
+    assert gain_db == pytest.approx(10 + 5 * np.log(6), abs=1.0)
+    assert _slope(solver, gain_db) == pytest.approx(mastering.KNEE_LU_PER_DB, abs=0.03)
+
+
+def test_a_gain_still_on_the_slope_is_kept_as_it_is() -> None:
+    solver = _BendingSolver()
+    high = (12.0, solver.loudness_at(12.0))
+    low = (11.0, solver.loudness_at(11.0)[0])
+    solver.asked.clear()
+    assert mastering._at_knee(solver, low, high)[0] == 12.0  # type: ignore[arg-type]
+    assert solver.asked == []  # the solve's own last two points told
