@@ -169,16 +169,31 @@ def limiter_gain(
     # `window` samples, so only the stretches around samples over the ceiling move;
     # padded by more than that, they are worked on end to end in one pass, no window
     # seeing from one into the next.
-    spans = dsp.segments(level > ceiling, 2 * window + 2)
-    joined = np.concatenate([level[a:b] for a, b in spans])
-    wanted = np.minimum(1.0, ceiling / np.maximum(joined, 1e-12))
-    smooth = dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
+    spans = dsp.segments(level > ceiling, limiter_reach(window))
+    smooth = smooth_gain(np.concatenate([level[a:b] for a, b in spans]), ceiling, window)
     gain = np.ones(len(level))
     at = 0
     for a, b in spans:
         gain[a:b] = smooth[at : at + b - a]
         at += b - a
     return gain
+
+
+def limiter_reach(window: int) -> int:
+    """How far either side of a sample over the ceiling the limiter's gain moves."""
+    return 2 * window + 2
+
+
+def smooth_gain(
+    level: npt.NDArray[np.float64], ceiling: float, window: int
+) -> npt.NDArray[np.float64]:
+    """The limiter's gain over stretches of `level`, each padded by `limiter_reach` or more.
+
+    The stretches may be joined end to end: with that padding, where the gain moves
+    no window sees from one into the next.
+    """
+    wanted = np.minimum(1.0, ceiling / np.maximum(level, 1e-12))
+    return dsp.moving_average(dsp.running_min(wanted, 2 * window + 1), window + 1)
 
 
 def limit(

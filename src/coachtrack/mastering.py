@@ -232,7 +232,7 @@ class _Solver:
         """For each sound, the stretches its limiter works on and the gain per group there."""
         ceiling = self.sound_ceiling(gain)
         window = self.group_window
-        reach = 2 * window + 2
+        reach = loudness.limiter_reach(window)
         out: Curves = {}
         for key, sound in self.sounds.items():
             if sound.peak <= ceiling:
@@ -244,9 +244,7 @@ class _Solver:
             # One limiter pass over the active stretches end to end: each is padded by
             # more than the limiter's reach, so no window sees into its neighbour.
             joined = np.concatenate([env[a:b] for a, b in spans]).astype(np.float64)
-            gains = loudness.limiter_gain(joined, ceiling, window)
-            if gains is None:
-                continue
+            gains = loudness.smooth_gain(joined, ceiling, window)
             cuts = np.cumsum([b - a for a, b in spans])[:-1]
             pieces = np.split(gains.astype(np.float32), cuts)
             out[key] = [(a, piece) for (a, _), piece in zip(spans, pieces, strict=True)]
