@@ -323,13 +323,13 @@ class Interrupted:
     seconds_to_stop: float
 
 
-def interrupt_build(drill: Drill, name: str, sig: signal.Signals) -> Interrupted:
+def interrupt_build(drill: Drill, name: str, sig: signal.Signals, *extra: str) -> Interrupted:
     """Rebuild drill's track from its long version and stop it while the track is written."""
     out = drill.cli.cwd / name
     shutil.copytree(drill.previous, out)
     folder = out / "phone"
     with killed_at_the_end(
-        drill.long_cli.start("build", str(drill.long), "--out", str(out))
+        drill.long_cli.start("build", str(drill.long), "--out", str(out), *extra)
     ) as proc:
         deadline = time.monotonic() + 120
         while not [p for p in folder.iterdir() if p.name.startswith(".drill.mp3.")]:
@@ -350,6 +350,12 @@ def interrupt_build(drill: Drill, name: str, sig: signal.Signals) -> Interrupted
 @pytest.fixture(scope="module")
 def ctrl_c(drill: Drill) -> Interrupted:
     return interrupt_build(drill, "ctrl-c", signal.SIGINT)
+
+
+@pytest.fixture(scope="module")
+def terminated(drill: Drill) -> Interrupted:
+    # `kill PID`: SIGTERM to coachtrack alone, while two workers render a track each.
+    return interrupt_build(drill, "terminated", signal.SIGTERM, "-p", "phone", "-p", "gym")
 
 
 @pytest.fixture(scope="module")
@@ -379,11 +385,35 @@ def test_ctrl_c_exits_130_saying_so(ctrl_c: Interrupted) -> None:
     assert ctrl_c.result.stdout == ""
 
 
-@pytest.fixture(scope="module")
-def ctrl_c_while_speaking(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> tuple[Cli, Path, subprocess.CompletedProcess[str]]:
-    root = tmp_path_factory.mktemp("ctrl-c-speaking")
+@pytest.mark.engine
+def test_sigterm_keeps_the_previous_track_and_removes_temporary_files(
+    terminated: Interrupted,
+) -> None:
+    seen = terminated.result  # shown with every failure below
+    assert "Traceback" not in seen.stderr, seen
+    assert sha256(terminated.out / "phone" / "drill.mp3") == terminated.previous_sha256, seen
+    assert temporary_files(terminated.out) == [], seen
+    assert not (terminated.out / "gym" / "drill.mp3").exists(), seen
+    assert wait_until_gone(str(terminated.out)) == [], seen  # workers and encoders too
+    assert terminated.seconds_to_stop < 10, seen
+
+
+@pytest.mark.engine
+def test_sigterm_exits_143_saying_so(terminated: Interrupted) -> None:
+    assert terminated.result.returncode == 143, terminated.result
+    assert terminated.result.stderr.strip() == (
+        "coachtrack: terminated; nothing half-written was left behind"
+    )
+
+
+Stopped = tuple[Cli, Path, subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module", params=["ctrl-c", "sigterm"])
+def stopped_while_speaking(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Stopped:
+    root = tmp_path_factory.mktemp(f"{request.param}-speaking")
     cli = make_cli(root)
     with killed_at_the_end(cli.start("build", str(LONG), "--out", "out")) as proc:
         deadline = time.monotonic() + 60
@@ -391,16 +421,17 @@ def ctrl_c_while_speaking(
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no speech was cached"
             time.sleep(0.001)
-        os.killpg(proc.pid, signal.SIGINT)
+        if request.param == "ctrl-c":
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)  # coachtrack alone: it must stop the engine
         out_text, err_text = proc.communicate(timeout=60)
     return cli, root, subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
 
 
 @pytest.mark.engine
-def test_ctrl_c_while_speaking_keeps_the_cache_whole(
-    ctrl_c_while_speaking: tuple[Cli, Path, subprocess.CompletedProcess[str]],
-) -> None:
-    cli, root, result = ctrl_c_while_speaking
+def test_stopped_while_speaking_keeps_the_cache_whole(stopped_while_speaking: Stopped) -> None:
+    cli, root, result = stopped_while_speaking
     assert "Traceback" not in result.stderr, result
     assert cache_entries_are_whole(cli.cache)
     assert temporary_files(cli.cache) == []
@@ -410,10 +441,9 @@ def test_ctrl_c_while_speaking_keeps_the_cache_whole(
 
 
 @pytest.mark.engine
-def test_ctrl_c_while_speaking_exits_130(
-    ctrl_c_while_speaking: tuple[Cli, Path, subprocess.CompletedProcess[str]],
-) -> None:
-    assert ctrl_c_while_speaking[2].returncode == 130
+def test_stopped_while_speaking_exits_130_or_143(stopped_while_speaking: Stopped) -> None:
+    result = stopped_while_speaking[2]
+    assert result.returncode == (130 if "ctrl-c" in str(stopped_while_speaking[1]) else 143)
 
 
 @pytest.mark.engine

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from coachtrack import SAMPLE_RATE, __version__
-from coachtrack.errors import BuildError, Problem, UserError
+from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import MAX_TRACK_MS
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
@@ -475,8 +475,9 @@ def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Itera
                 failures.append(outcome or f"a worker stopped with status {status}")
     except BaseException as error:
         # Ctrl-C reached the workers too (one process group): let them clean up and go.
-        # Anything else stops them here; they remove their own temporary files.
-        if not isinstance(error, KeyboardInterrupt):
+        # Anything else (SIGTERM reaches only this process) stops them here; they
+        # remove their own temporary files.
+        if not isinstance(error, KeyboardInterrupt) or isinstance(error, Terminated):
             for pid in running:
                 with suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGINT)
@@ -497,7 +498,8 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
         try:
             message = json.dumps(work(i).seconds)
         except KeyboardInterrupt:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # one interruption is enough
+            for one in (signal.SIGINT, signal.SIGTERM):  # one interruption is enough
+                signal.signal(one, signal.SIG_IGN)
             message, code = "interrupted", 130
         except (BuildError, OSError) as error:
             message, code = str(error), 1

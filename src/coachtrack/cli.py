@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -13,7 +15,7 @@ from typing import Annotated, NoReturn
 import typer
 
 from coachtrack import __version__, build
-from coachtrack.errors import BuildError, UserError
+from coachtrack.errors import BuildError, Terminated, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
 from coachtrack.profiles import PROFILES, Profile, get_profile
@@ -218,6 +220,7 @@ def _root(
 
 
 INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
+TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
 
 
 def _fail(code: int, lines: Sequence[str]) -> NoReturn:
@@ -226,8 +229,30 @@ def _fail(code: int, lines: Sequence[str]) -> NoReturn:
     sys.exit(code)
 
 
+class _Sigterm:
+    """SIGTERM raises Terminated, as Ctrl-C raises KeyboardInterrupt; once is enough."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up runs undisturbed
+        self.received = True
+        raise Terminated
+
+    def stopped(self) -> NoReturn:
+        """Exit as a stopped build does: 143 for SIGTERM (128 + 15), 130 for Ctrl-C."""
+        if self.received:
+            _fail(143, [TERMINATED])
+        _fail(130, [INTERRUPTED])
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run a command, turning every user error into a message and exit code."""
+    sigterm = _Sigterm()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, sigterm)
     try:
         # Outside standalone mode typer returns, rather than raises, the exit code of a
         # command it stopped: 130 for Ctrl-C (it catches the KeyboardInterrupt itself).
@@ -242,10 +267,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BuildError as error:
         _fail(1, [f"coachtrack: {error}"])
     except (KeyboardInterrupt, typer.Abort):
-        _fail(130, [INTERRUPTED])
+        sigterm.stopped()
     except OSError as error:
         _fail(1, [f"coachtrack: {error}"])
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if status == 130:
-        _fail(130, [INTERRUPTED])
+        sigterm.stopped()
     if isinstance(status, int) and status:
         sys.exit(status)

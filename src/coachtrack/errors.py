@@ -41,3 +41,7 @@ class BuildError(Exception):
     """A failure while building (engine, encoder, disk): exit status 1."""
 
     exit_code = 1
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill PID`, a shutdown), raised where Ctrl-C would be: the same clean-up runs."""

@@ -653,6 +653,7 @@ class _IslandEncoders:
 _MESSAGE = struct.Struct("<Biqi")
 _OPEN, _FEED, _CLOSE = 0, 1, 2  # to a worker; the number: first frame, granule, end frame
 _FRAMES, _DONE, _FAILED = 3, 4, 5  # from a worker: frames; an island's last frames; an error
+_STOPPING = frozenset({signal.SIGINT, signal.SIGTERM})  # what the CLI turns into clean-up
 _MAX_ENCODER_PROCESSES = 4
 _ISLANDS_IN_FLIGHT = 16  # islands begun but not yet written out, at most
 _QUEUED_BYTES = 1 << 21  # sound waiting in the writer for a worker's pipe, at most (48 s)
@@ -743,8 +744,9 @@ class _EncoderPool:
         """Stop the workers, idle or not, and reap them."""
         if not self._workers:
             return
-        # A second Ctrl-C (the process group's, then a parent's) must not cut this short.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # A second Ctrl-C (the process group's, then a parent's) or a SIGTERM must not cut
+        # this short.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             for worker in self._workers:
                 with contextlib.suppress(OSError):
@@ -776,8 +778,8 @@ class _EncoderPool:
 
     def _start(self) -> _Worker | None:
         """Fork a worker; None if no process can be had."""
-        # No Ctrl-C until the worker is known, so that none is left behind untracked.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        # No Ctrl-C or SIGTERM until the worker is known, so none is left behind untracked.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
         try:
             worker = _fork_worker(self._encoders, mask)
             if worker is not None:
@@ -925,8 +927,10 @@ def _worker_main(
     """An encoder process: answer the writer's requests until it closes the pipe; exit."""
     code = 1
     try:
-        # Ctrl-C goes to the whole process group; the writer stops its workers itself.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        # Ctrl-C goes to the whole process group, SIGTERM perhaps too (a shutdown);
+        # the writer stops its workers itself.
+        for stopping in _STOPPING:
+            signal.signal(stopping, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # nothing here makes cycles, and a collection would copy the heap
         _close_fds_but(requests, replies)
