@@ -4,7 +4,9 @@
 
 Prints integrated loudness and true peak per track, and how far each is from its
 profile's loudness target and true-peak ceiling; exits 1 when a track is more than
-0.3 LU off its target or less than 0.5 dB under its ceiling.
+0.3 LU over its target or 0.5 LU under it (where the build would print a note: the
+gain stops short where more would only feed the limiter), or less than 0.5 dB under
+its ceiling.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from coachtrack.build import QUIET_LU
 from coachtrack.profiles import get_profile
 
-LU_TOLERANCE, PEAK_MARGIN_DB = 0.3, 0.5
+LU_OVER, LU_UNDER, PEAK_MARGIN_DB = 0.3, QUIET_LU, 0.5
 
 
 def ebur128(path: Path) -> tuple[float, float]:
@@ -41,7 +44,7 @@ def main(argv: list[str]) -> int:
         profile = get_profile(track.parent.name)
         off = round(lufs - profile.loudness_lufs, 1)  # ffmpeg prints tenths
         room = round(profile.true_peak_dbtp - peak, 1)
-        ok = abs(off) <= LU_TOLERANCE and room >= PEAK_MARGIN_DB
+        ok = -LU_UNDER <= off <= LU_OVER and room >= PEAK_MARGIN_DB
         bad += not ok
         print(f"{'ok ' if ok else 'BAD'} {track}: {lufs:6.1f} LUFS ({off:+.1f}), "
               f"peak {peak:5.1f} dBTP ({room:.1f} dB under)")  # fmt: skip
