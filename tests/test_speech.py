@@ -492,3 +492,40 @@ def test_lengths_speak_what_is_missing_and_keep_no_clip(tmp_path: Path) -> None:
     pcm = cache.pcm(lengths)
     assert {request: len(samples) for request, samples in pcm.items()} == lengths
     assert len(fake.calls) == 2  # the second read came from the cache
+
+
+def test_a_lone_track_keeps_its_speech_from_planning_and_a_library_does_not(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from coachtrack import build
+    from coachtrack.loader import load_routine
+    from coachtrack.profiles import GYM, PHONE
+
+    routine = load_routine(Path(__file__).parent / "data" / "short.yaml")
+    fake = FakeEngine()
+    cache = SpeechCache(fake, tmp_path / "cache")
+    studio = build.Studio(fake, cache)
+    tracks = [
+        build.routine_track(routine, p, build.BuildOptions(out_dir=tmp_path)) for p in (PHONE, GYM)
+    ]
+    studio.plan_all(tracks)  # every line spoken and stored
+    loads: list[SpeechRequest] = []
+    load = SpeechCache._load
+
+    def counted(self: SpeechCache, request: SpeechRequest) -> object:
+        loads.append(request)
+        return load(self, request)
+
+    monkeypatch.setattr(SpeechCache, "_load", counted)
+    lone = studio.plan(tracks[0], keep_speech=True)
+    clips = studio.clips(lone, build.Timings())
+    assert len(loads) == len(set(lone.lines.values()))  # each line read once, not twice
+    assert set(clips) == set(lone.lines)
+    assert studio._kept == {}  # handed over: the render lets go of each as it goes
+    loads.clear()
+    library = studio.plan_all(tracks)
+    assert studio._kept == {}
+    studio.clips(library[1], build.Timings())
+    assert len(loads) == sum(len(set(p.lines.values())) for p in library) + len(
+        set(library[1].lines.values())
+    )

@@ -123,6 +123,7 @@ class Studio:
         self.voice = voice
         self.jobs = jobs
         self.timings = timings or Timings()
+        self._kept: dict[SpeechRequest, Pcm] = {}  # a lone track's speech, from planning
 
     def voice_for(self, language: str) -> str:
         """The voice a language is spoken in: the one asked for, or its default."""
@@ -136,15 +137,20 @@ class Studio:
             return make_script(track.routines[0], track.profile, book)
         return make_session_script(track.id, track.title, track.routines, track.profile, book)
 
-    def speak(self, scripts: Sequence[Script]) -> dict[SpeechRequest, int]:
+    def speak(self, scripts: Sequence[Script], *, keep: bool = False) -> dict[SpeechRequest, int]:
         """Every line of these scripts in the speech cache, in one batch; their lengths.
 
-        The clips themselves are not kept: a library of tracks would hold every one
-        of them at once. Each track loads its own when it is rendered (`clips`).
+        The clips themselves are kept only when asked (`keep`, for one track about to be
+        rendered): a library of tracks would hold every one of them at once. Otherwise
+        each track loads its own when it is rendered (`clips`).
         """
         wanted = [request for script in scripts for request in self.lines(script).values()]
         with self.timings.stage("synthesis"):
-            lengths = self.cache.lengths(wanted, jobs=self.jobs)
+            if keep:
+                self._kept = self.cache.pcm(wanted, jobs=self.jobs)
+                lengths = {request: len(pcm) for request, pcm in self._kept.items()}
+            else:
+                lengths = self.cache.lengths(wanted, jobs=self.jobs)
         # Every line of the run is spoken now: the engine's helper processes would only
         # sit in memory while the tracks render (it starts again if asked for more).
         self.engine.close()
@@ -157,23 +163,29 @@ class Studio:
         return {text: SpeechRequest(text, voice, rate) for text in script.texts()}
 
     def clips(self, planned: Planned, timings: Timings) -> dict[str, Pcm]:
-        """A planned track's speech, from the cache, by text (timed as synthesis)."""
-        with timings.stage("synthesis"):
-            pcm = self.cache.pcm(planned.lines.values(), jobs=self.jobs)
-        return {text: pcm[request] for text, request in planned.lines.items()}
+        """A planned track's speech by text: kept from planning, else from the cache."""
+        kept, self._kept = self._kept, {}
+        if not all(request in kept for request in planned.lines.values()):
+            with timings.stage("synthesis"):
+                kept = self.cache.pcm(planned.lines.values(), jobs=self.jobs)
+        return {text: kept[request] for text, request in planned.lines.items()}
 
-    def plan(self, track: Track) -> Planned:
-        """Script, speak and time one track."""
-        return self.plan_all([track])[0]
+    def plan(self, track: Track, *, keep_speech: bool = False) -> Planned:
+        """Script, speak and time one track (keeping its speech for `clips`, if asked)."""
+        return self.plan_all([track], keep_speech=keep_speech)[0]
 
-    def plan_all(self, tracks: Sequence[Track]) -> list[Planned]:
-        """Script, speak and time several tracks, synthesizing their lines together."""
+    def plan_all(self, tracks: Sequence[Track], *, keep_speech: bool = False) -> list[Planned]:
+        """Script, speak and time several tracks, synthesizing their lines together.
+
+        With `keep_speech`, the clips stay in memory for the next `clips` call, which
+        then need not read them again: for a single track rendered right after.
+        """
         if not tracks:
             return []
         from coachtrack import sounds
 
         scripts = [self.script(track) for track in tracks]
-        lengths = self.speak(scripts)
+        lengths = self.speak(scripts, keep=keep_speech)
         planned = []
         with self.timings.stage("plan"):
             for track, script in zip(tracks, scripts, strict=True):
@@ -414,7 +426,7 @@ def build_all(
     todo = [t for t in tracks if options.force or not is_up_to_date(t, stamps[t.path])]
     if progress:
         progress("speaking", 0, len(todo))
-    planned = studio.plan_all(todo)
+    planned = studio.plan_all(todo, keep_speech=len(todo) == 1)  # a library's would not fit
     for track in todo:
         track.path.parent.mkdir(parents=True, exist_ok=True)
 
@@ -528,7 +540,7 @@ def mix_session(
     music = _music(options, [track])
     stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
                         options.music)  # fmt: skip
-    planned = studio.plan(track)
+    planned = studio.plan(track, keep_speech=True)
     track.path.parent.mkdir(parents=True, exist_ok=True)
     timings = Timings()
     render(planned, studio.clips(planned, timings), stamp, music, timings)
