@@ -347,15 +347,28 @@ def interrupt_build(drill: Drill, name: str, sig: signal.Signals, *extra: str) -
     return Interrupted(result, out, drill.clean_short, seconds)
 
 
-@pytest.fixture(scope="module")
-def ctrl_c(drill: Drill) -> Interrupted:
-    return interrupt_build(drill, "ctrl-c", signal.SIGINT)
-
-
-@pytest.fixture(scope="module")
-def terminated(drill: Drill) -> Interrupted:
+STOPS = {
+    # Ctrl-C: to the terminal's foreground group, coachtrack and every process it started.
+    "ctrl-c": (
+        signal.SIGINT,
+        (),
+        130,
+        "coachtrack: interrupted; nothing half-written was left behind",
+    ),
     # `kill PID`: SIGTERM to coachtrack alone, while two workers render a track each.
-    return interrupt_build(drill, "terminated", signal.SIGTERM, "-p", "phone", "-p", "gym")
+    "sigterm": (
+        signal.SIGTERM,
+        ("-p", "phone", "-p", "gym"),
+        143,
+        "coachtrack: terminated; nothing half-written was left behind",
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=list(STOPS))
+def stopped(request: pytest.FixtureRequest, drill: Drill) -> tuple[Interrupted, int, str]:
+    sig, extra, code, message = STOPS[request.param]
+    return interrupt_build(drill, request.param, sig, *extra), code, message
 
 
 @pytest.fixture(scope="module")
@@ -367,49 +380,31 @@ def killed(drill: Drill) -> Interrupted:
 
 
 @pytest.mark.engine
-def test_ctrl_c_keeps_the_previous_track_and_removes_temporary_files(ctrl_c: Interrupted) -> None:
-    seen = ctrl_c.result  # shown with every failure below
-    assert "Traceback" not in seen.stderr, seen
-    assert sha256(ctrl_c.out / "phone" / "drill.mp3") == ctrl_c.previous_sha256, seen
-    assert temporary_files(ctrl_c.out) == [], seen
-    assert wait_until_gone(str(ctrl_c.out)) == [], seen  # no encoder left running
-    assert ctrl_c.seconds_to_stop < 10, seen
-
-
-@pytest.mark.engine
-def test_ctrl_c_exits_130_saying_so(ctrl_c: Interrupted) -> None:
-    assert ctrl_c.result.returncode == 130, ctrl_c.result
-    assert ctrl_c.result.stderr.strip() == (
-        "coachtrack: interrupted; nothing half-written was left behind"
-    )
-    assert ctrl_c.result.stdout == ""
-
-
-@pytest.mark.engine
-def test_sigterm_keeps_the_previous_track_and_removes_temporary_files(
-    terminated: Interrupted,
+def test_a_stopped_build_keeps_the_previous_track_and_removes_temporary_files(
+    stopped: tuple[Interrupted, int, str],
 ) -> None:
-    seen = terminated.result  # shown with every failure below
+    interrupted = stopped[0]
+    seen = interrupted.result  # shown with every failure below
     assert "Traceback" not in seen.stderr, seen
-    assert sha256(terminated.out / "phone" / "drill.mp3") == terminated.previous_sha256, seen
-    assert temporary_files(terminated.out) == [], seen
-    assert not (terminated.out / "gym" / "drill.mp3").exists(), seen
-    assert wait_until_gone(str(terminated.out)) == [], seen  # workers and encoders too
-    assert terminated.seconds_to_stop < 10, seen
+    assert sha256(interrupted.out / "phone" / "drill.mp3") == interrupted.previous_sha256, seen
+    assert temporary_files(interrupted.out) == [], seen
+    assert not (interrupted.out / "gym" / "drill.mp3").exists(), seen
+    assert wait_until_gone(str(interrupted.out)) == [], seen  # no worker or encoder left
+    assert interrupted.seconds_to_stop < 10, seen
 
 
 @pytest.mark.engine
-def test_sigterm_exits_143_saying_so(terminated: Interrupted) -> None:
-    assert terminated.result.returncode == 143, terminated.result
-    assert terminated.result.stderr.strip() == (
-        "coachtrack: terminated; nothing half-written was left behind"
-    )
+def test_a_stopped_build_exits_130_or_143_saying_so(stopped: tuple[Interrupted, int, str]) -> None:
+    interrupted, code, message = stopped
+    assert interrupted.result.returncode == code, interrupted.result
+    assert interrupted.result.stderr.strip() == message
+    assert interrupted.result.stdout == ""
 
 
-Stopped = tuple[Cli, Path, subprocess.CompletedProcess[str]]
+Stopped = tuple[Cli, Path, subprocess.CompletedProcess[str], int]  # and the exit status due
 
 
-@pytest.fixture(scope="module", params=["ctrl-c", "sigterm"])
+@pytest.fixture(scope="module", params=list(STOPS))
 def stopped_while_speaking(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Stopped:
@@ -421,17 +416,19 @@ def stopped_while_speaking(
             assert proc.poll() is None, proc.communicate()
             assert time.monotonic() < deadline, "no speech was cached"
             time.sleep(0.001)
-        if request.param == "ctrl-c":
-            os.killpg(proc.pid, signal.SIGINT)
+        sig, _, code, _ = STOPS[request.param]
+        if sig == signal.SIGINT:
+            os.killpg(proc.pid, sig)
         else:
-            proc.send_signal(signal.SIGTERM)  # coachtrack alone: it must stop the engine
+            proc.send_signal(sig)  # coachtrack alone: it must stop the engine itself
         out_text, err_text = proc.communicate(timeout=60)
-    return cli, root, subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
+    result = subprocess.CompletedProcess(proc.args, proc.returncode, out_text, err_text)
+    return cli, root, result, code
 
 
 @pytest.mark.engine
 def test_stopped_while_speaking_keeps_the_cache_whole(stopped_while_speaking: Stopped) -> None:
-    cli, root, result = stopped_while_speaking
+    cli, root, result, _ = stopped_while_speaking
     assert "Traceback" not in result.stderr, result
     assert cache_entries_are_whole(cli.cache)
     assert temporary_files(cli.cache) == []
@@ -442,8 +439,8 @@ def test_stopped_while_speaking_keeps_the_cache_whole(stopped_while_speaking: St
 
 @pytest.mark.engine
 def test_stopped_while_speaking_exits_130_or_143(stopped_while_speaking: Stopped) -> None:
-    result = stopped_while_speaking[2]
-    assert result.returncode == (130 if "ctrl-c" in str(stopped_while_speaking[1]) else 143)
+    _, _, result, code = stopped_while_speaking
+    assert result.returncode == code, result
 
 
 @pytest.mark.engine
