@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 
 from coachtrack import SAMPLE_RATE
+from coachtrack.build import write_folder_files
 from coachtrack.loader import load_routine
 from coachtrack.page import index_page, session_page, timeline_svg, write_page
 from coachtrack.phrases import ENGLISH
@@ -191,6 +192,22 @@ def test_index_lists_every_track_with_its_length() -> None:
     assert links == ["a.html", "b%20c.html"]
     assert "Alpha &amp; &lt;Omega&gt;" in page and "<Omega>" not in page
     assert ">2:05</time>" in page and ">1:02:05</time>" in page
+
+
+def test_index_shows_a_dash_for_a_length_it_could_not_read() -> None:
+    page = index_page([("a.html", "Alpha", 125_400), ("x.html", "x", -1)], profile="phone")
+    assert ">2:05</time>" in page and "0:00" not in page
+    assert "length unknown" in page and "2 tracks · 2:05" in page
+
+
+def test_folder_files_list_a_damaged_track_rather_than_fail(tmp_path: Path) -> None:
+    # A half-copied MP3 with its page beside it, in a folder coachtrack writes to.
+    (tmp_path / "broken.mp3").write_bytes(b"\0" * 100)
+    (tmp_path / "broken.html").write_text("<p>old</p>", encoding="utf-8")
+    write_folder_files(tmp_path)
+    page = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'href="broken.html">broken</a>' in page and "length unknown" in page
+    assert "broken.mp3" in (tmp_path / "playlist.m3u8").read_text(encoding="utf-8")
 
 
 def test_page_speaks_the_routine_language_and_survives_an_empty_sheet() -> None:

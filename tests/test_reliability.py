@@ -401,6 +401,34 @@ def test_a_stopped_build_exits_130_or_143_saying_so(stopped: tuple[Interrupted, 
     assert interrupted.result.stdout == ""
 
 
+@pytest.mark.engine
+def test_a_stopped_library_build_lists_the_tracks_it_finished(tmp_path: Path, drill: Drill) -> None:
+    cli = make_cli(tmp_path)
+    shutil.copytree(drill.long_cli.cache, cli.cache)
+    library = tmp_path / "library"
+    library.mkdir()
+    shutil.copy(drill.long, library / "drill.yaml")
+    short = drill.short.read_text(encoding="utf-8").replace("id: drill", "id: first")
+    (library / "first.yaml").write_text(short, encoding="utf-8")
+    folder = tmp_path / "out" / "phone"
+    with killed_at_the_end(cli.start("build", str(library), "--out", "out", "--jobs", "2")) as proc:
+        deadline = time.monotonic() + 120
+        while not (folder / "first.lrc").exists() or not [
+            p for p in folder.iterdir() if p.name.startswith(".drill.mp3.")
+        ]:
+            assert proc.poll() is None, f"it ended too soon: {proc.communicate()}"
+            assert time.monotonic() < deadline, "the build never wrote the long track"
+            time.sleep(0.001)
+        os.killpg(proc.pid, signal.SIGINT)
+        _, err_text = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err_text
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "first.html", "first.lrc", "first.mp3", "index.html", "playlist.m3u8"
+    ]  # fmt: skip
+    assert 'href="first.html"' in (folder / "index.html").read_text(encoding="utf-8")
+    assert (folder / "playlist.m3u8").read_text(encoding="utf-8").endswith("\nfirst.mp3\n")
+
+
 Stopped = tuple[Cli, Path, subprocess.CompletedProcess[str], int]  # and the exit status due
 
 

@@ -405,7 +405,7 @@ def write_folder_files(folder: Path) -> None:
         track = next((t for t in tracks if t.is_file()), None)
         if track is None:
             continue
-        summary = export.read_track_info(track)
+        summary = export.summary_or_fallback(track)  # a damaged file is listed, not fatal
         rows.append((html.name, summary.title, summary.duration_ms))
     page.write_page(folder / "index.html", page.index_page(rows, profile=folder.name))
 
@@ -435,11 +435,21 @@ def build_all(
         render(item, studio.clips(item, timings), stamps[item.track.path], music, timings)
         return timings
 
-    for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
-        studio.timings.merge(timings.seconds)
-        if progress:
-            progress("rendering", done, len(planned))
-    for folder in sorted({t.path.parent for t in todo}):
+    folders = sorted({t.path.parent for t in todo})
+    try:
+        for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
+            studio.timings.merge(timings.seconds)
+            if progress:
+                progress("rendering", done, len(planned))
+    except BaseException:
+        # Stopped (Ctrl-C, a failed track): the tracks finished so far are kept, so the
+        # folders' playlist and index list them too. A failure to write those must not
+        # hide why the build stopped.
+        with suppress(OSError):
+            for folder in folders:
+                write_folder_files(folder)
+        raise
+    for folder in folders:
         write_folder_files(folder)
     studio.timings.report()
     return [t.path for t in tracks]

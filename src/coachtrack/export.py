@@ -211,7 +211,7 @@ def write_playlist(folder: Path) -> None:
     )
     lines = ["#EXTM3U"]
     for name in tracks:
-        summary = _summary_or_fallback(folder / name)
+        summary = summary_or_fallback(folder / name)
         seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
         lines += [f"#EXTINF:{seconds},{_one_line(summary.title)}", name]
     files.write_text(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
@@ -229,6 +229,14 @@ def read_track_info(path: Path) -> TrackSummary:
             duration_ms = _ms(w.getnframes(), w.getframerate())
         return TrackSummary(path.stem, duration_ms, ())
     raise ValueError(f"{path}: not a track file ({', '.join(TRACK_SUFFIXES)})")
+
+
+def summary_or_fallback(path: Path) -> TrackSummary:
+    """The track's tags, or its file stem and an unknown length (-1) if they cannot be read."""
+    try:
+        return read_track_info(path)
+    except Exception:  # a damaged track must not stop the playlist or the index
+        return TrackSummary(path.stem, -1, ())
 
 
 # --- formats ------------------------------------------------------------------------
@@ -1524,14 +1532,6 @@ def _fsync(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-
-
-def _summary_or_fallback(path: Path) -> TrackSummary:
-    """The track's tags, or its file stem and an unknown length (-1) if they cannot be read."""
-    try:
-        return read_track_info(path)
-    except Exception:  # a damaged track must not stop the playlist
-        return TrackSummary(path.stem, -1, ())
 
 
 # --- small helpers --------------------------------------------------------------------

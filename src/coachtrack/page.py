@@ -314,7 +314,7 @@ def index_page(tracks: Sequence[tuple[str, str, int]], *, profile: str) -> str:
     """The profile folder's index: every track's page, title and length."""
     rows = "\n".join(
         f'<tr><td><a data-testid="track" href="{_esc(quote(page))}">{_esc(title)}</a></td>'
-        f'<td class="len"><time datetime="PT{max(ms, 0) // 1000}S">{_clock(ms)}</time></td></tr>'
+        f'<td class="len">{_length(ms)}</td></tr>'
         for page, title, ms in tracks
     )
     total = sum(max(ms, 0) for _, _, ms in tracks)
@@ -353,6 +353,13 @@ def _n(value: float) -> str:
     """A coordinate with at most two decimals and no trailing zeros."""
     text = f"{value:.2f}".rstrip("0").rstrip(".")
     return "0" if text == "-0" else text
+
+
+def _length(ms: int) -> str:
+    """A track's length as a `<time>`, or a dash when it is unknown (negative)."""
+    if ms < 0:
+        return '<span title="length unknown: the file could not be read">–</span>'
+    return f'<time datetime="PT{ms // 1000}S">{_clock(ms)}</time>'
 
 
 def _clock(ms: int) -> str:
