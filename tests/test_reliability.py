@@ -389,6 +389,9 @@ def test_a_stopped_build_keeps_the_previous_track_and_removes_temporary_files(
     assert sha256(interrupted.out / "phone" / "drill.mp3") == interrupted.previous_sha256, seen
     assert temporary_files(interrupted.out) == [], seen
     assert not (interrupted.out / "gym" / "drill.mp3").exists(), seen
+    previous = interrupted.out.parent / "previous" / "phone"
+    for name in ("drill.lrc", "playlist.m3u8", "index.html"):  # nothing finished: untouched
+        assert (interrupted.out / "phone" / name).read_bytes() == (previous / name).read_bytes()
     assert wait_until_gone(str(interrupted.out)) == [], seen  # no worker or encoder left
     assert interrupted.seconds_to_stop < 10, seen
 

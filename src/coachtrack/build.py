@@ -435,21 +435,20 @@ def build_all(
         render(item, studio.clips(item, timings), stamps[item.track.path], music, timings)
         return timings
 
-    folders = sorted({t.path.parent for t in todo})
     try:
         for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
             studio.timings.merge(timings.seconds)
             if progress:
                 progress("rendering", done, len(planned))
     except BaseException:
-        # Stopped (Ctrl-C, a failed track): the tracks finished so far are kept, so the
-        # folders' playlist and index list them too. A failure to write those must not
-        # hide why the build stopped.
+        # Stopped (Ctrl-C, a failed track): the tracks finished so far are kept, so their
+        # folders' playlist and index list them too; other folders are left as they were.
+        # A failure to write those must not hide why the build stopped.
         with suppress(OSError):
-            for folder in folders:
+            for folder in sorted({t.path.parent for t in todo if is_up_to_date(t, stamps[t.path])}):
                 write_folder_files(folder)
         raise
-    for folder in folders:
+    for folder in sorted({t.path.parent for t in todo}):
         write_folder_files(folder)
     studio.timings.report()
     return [t.path for t in tracks]
