@@ -55,11 +55,15 @@ def test_bedside_starts_at_once_softly_and_has_no_countdown(three: Path, cache: 
     pcm = decode(three / "bedside" / "short.mp3").astype(np.float64) / 32768
     spoken = pcm[samples(first["start_ms"]) : samples(first["end_ms"])]
     assert 10 * np.log10(np.mean(spoken**2)) > -50  # audible, if quiet
-    # the start chime is there, and audible, even under the fade-in
+    # the start chime is soft but clearly there under the fade-in: within 8 dB of a
+    # hold's chime over the same stretch (faded from silence, it was 19 dB under)
     chime = next(e for e in plan["events"] if e["kind"] == "chime")
     assert chime["sound"] == "start"
     ring = pcm[samples(chime["start_ms"]) : samples(first["start_ms"])]
-    assert np.abs(ring).max() > 10 ** (-45 / 20)
+    hold = next(e for e in plan["events"] if e.get("sound") == "hold-start")
+    other = pcm[samples(hold["start_ms"]) :][: len(ring)]
+    assert 10 * np.log10(np.mean(ring**2) / np.mean(other**2)) > -8
+    assert pcm[0] == 0  # yet from silence: no click
 
 
 def test_gym_takes_the_shortest_hold_and_counts_down_aloud(cache: Path) -> None:

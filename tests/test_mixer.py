@@ -65,11 +65,22 @@ def test_finished_pcm_is_exact_zero_outside_the_islands() -> None:
     assert np.abs(pcm[RATE * 2 : RATE * 3]).max() > 1000
 
 
-def test_fade_in_starts_from_silence() -> None:
+def test_fade_in_starts_from_silence_and_rises_gently() -> None:
     clip = np.ones(RATE * 3, dtype=np.float32) * 0.5
     tl = timeline([Event("speech", 0, RATE * 3, text="a")], RATE * 3)
     out = mixer.Mixer(tl, {"a": clip}, {}, BEDSIDE).render(0, RATE * 3)
     assert out[0] == 0.0 and out[RATE] < out[RATE * 2 - 1] and out[RATE * 2] == 0.5
+    # Past its first moments, the fade is never so deep that what plays in it is lost.
+    edge = round(mixer.FADE_IN_EDGE_MS * RATE / 1000)
+    assert np.all(np.diff(out[: RATE * 2]) >= 0)
+    assert out[edge] == pytest.approx(0.5 * 10 ** (mixer.FADE_IN_FROM_DB / 20), rel=0.01)
+    assert mixer.FADE_IN_FROM_DB >= -10
+    # Rendered in pieces, the fade is the same.
+    pieces = [
+        mixer.Mixer(tl, {"a": clip}, {}, BEDSIDE).render(a, a + 1000)
+        for a in range(0, RATE * 3, 1000)
+    ]
+    assert np.array_equal(np.concatenate(pieces)[: RATE * 3], out)
 
 
 def test_music_is_ducked_under_speech() -> None:

@@ -158,8 +158,25 @@ class Mixer:
         if start >= fade or not fade:
             return
         n = min(len(out), fade - start)
-        ramp = np.sin(0.5 * np.pi * np.arange(start, start + n) / fade) ** 2
-        out[:n] *= ramp.astype(np.float32)
+        out[:n] *= fade_in_gain(np.arange(start, start + n), fade, self.timeline.sample_rate)
+
+
+# The fade-in rises from silence to this in its first moments, then on to full level: a
+# gentle start, in which the start chime and the first instruction (both inside the
+# fade) are still clearly heard. Faded from silence, the chime was 19 dB under the others.
+FADE_IN_FROM_DB = -8.0
+FADE_IN_EDGE_MS = 30
+
+
+def fade_in_gain(
+    at: npt.NDArray[np.integer], fade: int, rate: int
+) -> npt.NDArray[np.float32]:
+    """The fade-in's gain at samples `at` of a fade `fade` samples long."""
+    floor = 10 ** (FADE_IN_FROM_DB / 20)
+    rise = floor + (1 - floor) * np.sin(0.5 * np.pi * np.minimum(at / fade, 1.0)) ** 2
+    edge = max(1, round(FADE_IN_EDGE_MS * rate / 1000))
+    onset = np.sin(0.5 * np.pi * np.minimum(at / edge, 1.0)) ** 2
+    return np.asarray(rise * onset, dtype=np.float32)
 
 
 class MusicBed:
