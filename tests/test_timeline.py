@@ -58,6 +58,8 @@ def check_invariants(routine: Routine, profile: Profile, tl: Timeline) -> None:
             assert hold.start - max(e.end for e in speech_before) >= ms(300)
         ticks = [e for e in events if e.kind == "countdown" and hold.start <= e.start < hold.end]
         cues = [e for e in events if e.kind == "cue" and hold.start <= e.start < hold.end]
+        if item.length_ms < 10_000:  # holds under 10 s get no countdown
+            assert not ticks
         if item.countdown:
             assert [hold.end - t.start for t in ticks] == [ms(3000), ms(2000), ms(1000)]
             assert all(t.end <= hold.end for t in ticks)
@@ -77,7 +79,9 @@ def check_invariants(routine: Routine, profile: Profile, tl: Timeline) -> None:
         assert a.end <= b.start, (a, b)
     # 6. chapters: one per step and side, in order, contiguous from 0 to the end
     expected = [
-        f"{s.title} ({side})" if side else s.title
+        (s.title.replace("{side}", side) if "{side}" in s.title else f"{s.title} ({side})")
+        if side
+        else s.title
         for s in routine.steps
         for side in (s.sides or (None,))
     ]
@@ -112,6 +116,14 @@ def test_profile_picks_length_from_range() -> None:
     assert holds_of(stretch(), GYM)[0].length_ms == 120_000
 
 
+def test_side_in_a_step_title_becomes_the_side_name() -> None:
+    step = Step("Stretch the {side} leg", (Say(("Lift the {side} heel.",)),), ("right", "left"))
+    tl = plan(Routine(id="t", title="Test", steps=(step,)), PHONE)
+    assert [c.title for c in tl.chapters] == ["Stretch the right leg", "Stretch the left leg"]
+    said = [e.text for e in tl.events if e.kind == "speech"]
+    assert "Step 1: Stretch the right leg." in said and not [t for t in said if "{" in (t or "")]
+
+
 def test_breathing_cues_rotate_and_follow_the_breath_period() -> None:
     tl = plan(stretch(breathe="intensify"), PHONE)
     hold = next(e for e in tl.events if e.kind == "hold")
@@ -135,6 +147,13 @@ def test_calm_and_reminder_cues() -> None:
 def test_short_holds_get_no_countdown_and_no_cues_that_do_not_fit() -> None:
     tl = plan(stretch("5s", breathe="intensify"), PHONE)
     assert not [e for e in tl.events if e.kind in ("countdown", "cue")]
+    # Not even when asked for: holds under 10 s never count down.
+    for profile in (PHONE, GYM):
+        tl = plan(stretch("5s", countdown=True), profile)
+        assert not [e for e in tl.events if e.kind == "countdown"]
+    assert not [
+        e for e in plan(stretch("30s", countdown=False), GYM).events if e.kind == "countdown"
+    ]
 
 
 def test_gym_counts_down_aloud() -> None:

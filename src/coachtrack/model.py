@@ -51,7 +51,7 @@ class Hold:
     length: DurationRange
     breathe: Breathe | None = None
     remind: tuple[str, ...] = ()
-    countdown: bool | None = None  # None: the profile decides
+    countdown: bool | None = None  # None: the profile decides; False: none (never under 10 s)
     where: Where | None = field(default=None, compare=False)
 
 

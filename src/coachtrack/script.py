@@ -122,7 +122,9 @@ class Script:
 
 
 def chapter_title(step: Step, side: str | None) -> str:
-    """A step's chapter name: its title, and the side in brackets."""
+    """A step's chapter name: its title, and the side in brackets unless it names it."""
+    if side and "{side}" in step.title:
+        return _fill(step.title, side)
     return f"{step.title} ({side})" if side else step.title
 
 
@@ -210,7 +212,7 @@ def _step_items(
         yield ChapterMark(chapter_title(step, side))
         if i == 0:
             announce = book.step if profile.number_steps else book.step_unnumbered
-            yield Line(announce.format(n=n, title=step.title), n, side)
+            yield Line(announce.format(n=n, title=_fill(step.title, side)), n, side)
             if side:
                 yield Line(book.first_side.format(side=side), n, side)
         else:
@@ -237,9 +239,8 @@ def _actions(
 
 def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebook) -> HoldItem:
     length_ms = hold.length.pick_ms(profile.range_pick)
-    wants_countdown = (
-        length_ms >= COUNTDOWN_MIN_HOLD_MS if hold.countdown is None else hold.countdown
-    )
+    # `countdown: false` turns it off; no hold under 10 s counts down, even when asked to.
+    wants_countdown = length_ms >= COUNTDOWN_MIN_HOLD_MS and hold.countdown is not False
     timed: list[TimedCue] = []
     if length_ms >= MINUTE_LEFT_MIN_HOLD_MS:
         timed.append(TimedCue(60_000, book.one_minute_left))
@@ -251,8 +252,7 @@ def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebo
         side=side,
         breathe=hold.breathe,
         reminders=tuple(_fill(text, side) for text in hold.remind),
-        # A countdown needs room for its three ticks after the cue-free first seconds.
-        countdown=wants_countdown and profile.countdown != "none" and length_ms >= 4_000,
+        countdown=wants_countdown and profile.countdown != "none",
         halfway=book.halfway if length_ms >= HALFWAY_MIN_HOLD_MS else None,
         timed=tuple(timed),
     )
