@@ -336,15 +336,12 @@ def test_plan_text_and_json_show_the_same_timeline(warm: Path) -> None:
     starts = [event["start_ms"] for event in sheet["events"]]
     assert starts == sorted(starts)
 
-    head, *rows, last = text.stdout.splitlines()
-    assert head == f"# Short test routine (short, {profile})"
+    rows = text.stdout.splitlines()  # a line per event, as DESIGN.md has it
     row = re.compile(r"(\d{2,}):(\d{2})\.(\d{3})  (\w+) +(.*)")
     parsed = [row.fullmatch(line) for line in rows]
     assert all(parsed), [line for line, m in zip(rows, parsed, strict=True) if not m]
     assert [m.group(4) for m in parsed if m] == [event["kind"] for event in sheet["events"]]
     assert [_ms(m) for m in parsed if m] == starts
-    end = row.fullmatch(last + " ")
-    assert end and end.group(4) == "end" and _ms(end) == sheet["duration_ms"]
     spoken = [e.get("text") for e in sheet["events"] if e["kind"] in ("speech", "cue")]
     texts = [m.group(5) for m in parsed if m and m.group(4) in ("speech", "cue")]
     assert texts == spoken

@@ -114,6 +114,13 @@ def test_profile_picks_length_from_range() -> None:
     assert holds_of(stretch(), PHONE)[0].length_ms == 135_000
     assert holds_of(stretch(), BEDSIDE)[0].length_ms == 135_000
     assert holds_of(stretch(), GYM)[0].length_ms == 120_000
+    # The middle is the middle, not a whole second near it.
+    for lo, hi, middle in (
+        (30_000, 45_000, 37_500),
+        (10_000, 11_000, 10_500),
+        (11_000, 12_000, 11_500),
+    ):
+        assert DurationRange(lo, hi).pick_ms("middle") == middle
 
 
 def test_side_in_a_step_title_becomes_the_side_name() -> None:

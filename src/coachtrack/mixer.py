@@ -168,9 +168,7 @@ FADE_IN_FROM_DB = -8.0
 FADE_IN_EDGE_MS = 30
 
 
-def fade_in_gain(
-    at: npt.NDArray[np.integer], fade: int, rate: int
-) -> npt.NDArray[np.float32]:
+def fade_in_gain(at: npt.NDArray[np.integer], fade: int, rate: int) -> npt.NDArray[np.float32]:
     """The fade-in's gain at samples `at` of a fade `fade` samples long."""
     floor = 10 ** (FADE_IN_FROM_DB / 20)
     rise = floor + (1 - floor) * np.sin(0.5 * np.pi * np.minimum(at / fade, 1.0)) ** 2

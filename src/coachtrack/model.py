@@ -31,9 +31,7 @@ class DurationRange:
             return self.shortest_ms
         if pick == "longest":
             return self.longest_ms
-        # Middle, rounded to a whole second so announced times stay round.
-        middle = (self.shortest_ms + self.longest_ms) / 2
-        return max(self.shortest_ms, min(self.longest_ms, round(middle / 1000) * 1000))
+        return (self.shortest_ms + self.longest_ms) // 2  # the middle
 
 
 @dataclass(frozen=True, slots=True)

@@ -309,13 +309,11 @@ def format_ms(ms: int) -> str:
 
 
 def plan_text(timeline: Timeline) -> str:
-    """The timeline as aligned text: `MM:SS.mmm  kind  text`."""
+    """The timeline as aligned text: `MM:SS.mmm  kind  text`, a line per event, nothing else."""
     ms = timeline.to_ms
-    rows = [f"# {timeline.title} ({timeline.routine_id}, {timeline.profile})"]
-    for event in timeline.events:
-        rows.append(f"{format_ms(ms(event.start))}  {event.kind:<9}  {_describe(event, ms)}")
-    rows.append(f"{format_ms(ms(timeline.duration))}  {'end':<9}")
-    return "\n".join(rows) + "\n"
+    return "".join(
+        f"{format_ms(ms(e.start))}  {e.kind:<9}  {_describe(e, ms)}\n" for e in timeline.events
+    )
 
 
 def _describe(event: Event, ms: Any) -> str:
