@@ -280,6 +280,22 @@ def test_usage_errors_exit_2_without_traceback(
     assert not (tmp_path / "c").exists()
 
 
+@pytest.mark.engine
+@pytest.mark.parametrize("command", ["build", "plan", "mix"])
+def test_an_unknown_voice_is_a_usage_error_said_once(tmp_path: Path, command: str) -> None:
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    extra = ["--out", "out/s.mp3"] if command == "mix" else ["--out", "out"] * (command == "build")
+    result = run_cli(command, "short.yaml", *extra, "--voice", "vulcan", cache=tmp_path / "c",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "coachtrack: --voice: the speech engine has no voice 'vulcan'; "
+        "`coachtrack voices` lists those it has"
+    ]
+    assert not (tmp_path / "out").exists()
+    assert not list((tmp_path / "c").rglob("*.pcm"))  # nothing was spoken
+
+
 # --- happy paths and their output formats
 
 

@@ -26,6 +26,7 @@ from coachtrack.speech import (
     VoiceInfo,
     clip_to_pcm16,
     default_cache_folder,
+    knows_voice,
     pcm16_to_clip,
     plain_text,
     trim_silence,
@@ -529,3 +530,14 @@ def test_a_lone_track_keeps_its_speech_from_planning_and_a_library_does_not(
     assert len(loads) == sum(len(set(p.lines.values())) for p in library) + len(
         set(library[1].lines.values())
     )
+
+
+def test_a_voice_is_known_by_id_short_id_name_or_language() -> None:
+    voices = [
+        VoiceInfo("gmw/en", "English (Great Britain)", ("en-gb", "en")),
+        VoiceInfo("gmw/de", "German", ("de",)),
+    ]
+    for spec in ("gmw/en", "en", "EN-GB", "German", "english (great britain)", "de+f3"):
+        assert knows_voice(voices, spec), spec
+    for spec in ("vulcan", "english", "", "+f3", "gmw"):
+        assert not knows_voice(voices, spec), spec

@@ -30,7 +30,7 @@ from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
-from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest
+from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest, knows_voice
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_ms, with_music
 
 if TYPE_CHECKING:  # the render stack loads only when something is rendered
@@ -118,6 +118,9 @@ class Studio:
 
     def __init__(self, engine: SpeechEngine, cache: SpeechCache, *, voice: str | None = None,
                  jobs: int = 2, timings: Timings | None = None) -> None:  # fmt: skip
+        if voice is not None and not knows_voice(engine.voices(), voice):
+            raise UserError(f"--voice: the speech engine has no voice {voice!r}; "
+                            "`coachtrack voices` lists those it has")  # fmt: skip
         self.engine = engine
         self.cache = cache
         self.voice = voice

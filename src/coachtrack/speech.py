@@ -85,6 +85,18 @@ class VoiceInfo:
     gender: str | None = None
 
 
+def knows_voice(voices: Sequence[VoiceInfo], wanted: str) -> bool:
+    """Whether `wanted` names one of these voices as espeak-ng takes it: its id ("gmw/en"),
+    the id's last part ("en-us"), its name ("German"), or a language it speaks; a variant
+    after "+" ("en+f3") is the engine's to judge."""
+    spec = wanted.split("+", 1)[0].strip().casefold()
+    return bool(spec) and any(
+        spec in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold())
+        or spec in (tag.casefold() for tag in v.languages)
+        for v in voices
+    )
+
+
 class SpeechEngine(Protocol):
     """Turns lines of text into clips; `name` identifies engine and version in cache keys."""
 
