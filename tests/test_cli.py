@@ -65,9 +65,9 @@ BAD: dict[str, tuple[str | bytes, str]] = {
     "only-comments": ("# nothing here yet\n", r"^: the file is empty$"),
     "top-list": ("- a\n- b\n", r"^:1:1: expected a routine \(a mapping with title and steps\)"),
     "top-text": ("Stretch the calf.\n", r"^:1:1: expected a routine"),
-    "steps-missing": ("title: T\n", r"^:1:1: missing required key 'steps'$"),
+    "steps-missing": ("title: T\n", r"^:1:1: steps: missing required key 'steps'$"),
     "steps-empty": ("title: T\nsteps: []\n", r"^:2:1: steps: the list is empty"),
-    "title-missing": (ONE_STEP, r"^:1:1: missing required key 'title'$"),
+    "title-missing": (ONE_STEP, r"^:1:1: title: missing required key 'title'$"),
     "unknown-key": (top("colour: red"), r"^:2:1: colour: unknown key 'colour'$"),
     "misspelt-key": (
         actions("- hold: 30s\n  breath: calm"),

@@ -118,8 +118,8 @@ BAD = {
         ["r.yaml:2:12: an alias refers to the node that contains it"],
     ),
     # Required keys and the steps list
-    "no-title": (ONE_STEP, ["r.yaml:1:1: missing required key 'title'"]),
-    "no-steps": ("title: T\n", ["r.yaml:1:1: missing required key 'steps'"]),
+    "no-title": (ONE_STEP, ["r.yaml:1:1: title: missing required key 'title'"]),
+    "no-steps": ("title: T\n", ["r.yaml:1:1: steps: missing required key 'steps'"]),
     "steps-empty": (
         "title: T\nsteps: []\n",
         ["r.yaml:2:1: steps: the list is empty: a routine needs at least one step"],
@@ -176,7 +176,7 @@ BAD = {
         "base: &b {title: T}\n<<: *b\n" + ONE_STEP,
         [
             "r.yaml:1:1: base: unknown key 'base'",
-            "r.yaml:1:1: missing required key 'title'",
+            "r.yaml:1:1: title: missing required key 'title'",
             "r.yaml:2:1: <<: unknown key '<<' (YAML merge keys are not supported)",
         ],
     ),

@@ -489,7 +489,8 @@ def _mapping(
         ctx.add(key_node.start_mark, key, _unknown_key(name, close))
     for name in required:
         if name not in seen and name not in suggested:
-            ctx.add(spot.mark, spot.key, f"missing required key '{name}'")
+            # At the top level, the missing key is the KEY.PATH: a problem always has one.
+            ctx.add(spot.mark, spot.key or name, f"missing required key '{name}'")
     return entries
 
 
