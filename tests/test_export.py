@@ -25,6 +25,7 @@ from coachtrack.errors import BuildError
 from coachtrack.export import (
     Chapter,
     TrackInfo,
+    add_to_playlist,
     read_track_info,
     write_lrc,
     write_playlist,
@@ -416,6 +417,29 @@ def test_playlist_lists_every_track_by_name(tmp_path: Path) -> None:
         "b-hamstring.mp3\n"
         "#EXTINF:4,Hamstring cramps: pressure points\n"
         "c-neck.m4a\n"
+    )
+
+
+def test_a_track_is_added_to_a_playlist_without_touching_its_other_lines(tmp_path: Path) -> None:
+    write(tmp_path / "s.mp3", tone_bursts())
+    add_to_playlist(tmp_path / "s.mp3")  # no playlist yet: the whole folder
+    assert (tmp_path / "playlist.m3u8").read_text(encoding="utf-8") == (
+        "#EXTM3U\n#EXTINF:10,Hamstring cramps: pressure points\ns.mp3\n"
+    )
+    theirs = "#EXTM3U\n# my mix\n#EXTINF:200,Song\n../music/song.mp3\n"
+    theirs += "#EXTINF:3,Old title\ns.mp3\nx.mp3\n"
+    (tmp_path / "playlist.m3u8").write_text(theirs, encoding="utf-8")
+    add_to_playlist(tmp_path / "s.mp3")
+    add_to_playlist(tmp_path / "s.mp3")  # once is enough
+    assert (tmp_path / "playlist.m3u8").read_text(encoding="utf-8") == theirs.replace(
+        "#EXTINF:3,Old title", "#EXTINF:10,Hamstring cramps: pressure points"
+    )
+    write(tmp_path / "x.mp3", tone_bursts())
+    add_to_playlist(tmp_path / "x.mp3")  # listed bare: its entry line goes before it
+    assert (
+        (tmp_path / "playlist.m3u8")
+        .read_text(encoding="utf-8")
+        .endswith("s.mp3\n#EXTINF:10,Hamstring cramps: pressure points\nx.mp3\n")
     )
 
 

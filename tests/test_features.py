@@ -133,6 +133,11 @@ def test_a_session_of_two_routines_carries_both_and_lasts_about_their_sum(
     second.write_text(SHORT.read_text().replace("id: short", "id: second")
                       .replace("title: Short test routine", "title: Second routine"))  # fmt: skip
     session = tmp_path / "out" / "session.mp3"
+    # The folder is the user's: their own playlist and page there are kept.
+    session.parent.mkdir()
+    theirs = "#EXTM3U\n#EXTINF:200,Their song\nsong.mp3\n"
+    (session.parent / "playlist.m3u8").write_text(theirs, encoding="utf-8")
+    (session.parent / "index.html").write_text("<p>their page</p>", encoding="utf-8")
     result = run_cli("mix", str(SHORT), str(second), "--out", str(session), cache=cache)
     assert result.returncode == 0, result.stderr
     titles = [c["tags"]["title"] for c in ffprobe_chapters(session)]
@@ -140,7 +145,9 @@ def test_a_session_of_two_routines_carries_both_and_lasts_about_their_sum(
     one = len(decode(three / "phone" / "short.mp3"))
     assert abs(len(decode(session)) - 2 * one) < 0.15 * 2 * one
     playlist = (session.parent / "playlist.m3u8").read_text(encoding="utf-8")
-    assert "session.mp3" in playlist and "Short test routine + Second routine" in playlist
+    assert playlist.startswith(theirs)
+    assert playlist.endswith(",Short test routine + Second routine\nsession.mp3\n")
+    assert (session.parent / "index.html").read_text(encoding="utf-8") == "<p>their page</p>"
 
 
 def test_m4a_and_wav_formats(tmp_path: Path, cache: Path) -> None:

@@ -397,9 +397,16 @@ def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:
 
 def write_folder_files(folder: Path) -> None:
     """The playlist and the index page of a profile folder, from the tracks in it."""
-    from coachtrack import export, page
+    from coachtrack import export
 
     export.write_playlist(folder)
+    write_index(folder)
+
+
+def write_index(folder: Path) -> None:
+    """The index page of a folder: every track in it that has its page beside it."""
+    from coachtrack import export, page
+
     rows = []
     for html in sorted(folder.glob("*.html")):
         if html.name == "index.html" or html.name.startswith("."):
@@ -547,6 +554,8 @@ def mix_session(
     studio: Studio, track: Track, options: BuildOptions, progress: Progress | None = None
 ) -> Path:
     """Render several routines as one continuous session track, with its playlist entry."""
+    from coachtrack import export, page
+
     if progress:
         progress("speaking", 0, 1)
     music = _music(options, [track])
@@ -557,6 +566,10 @@ def mix_session(
     timings = Timings()
     render(planned, studio.clips(planned, timings), stamp, music, timings)
     studio.timings.merge(timings.seconds)
-    write_folder_files(track.path.parent)
+    # `--out FILE` may be anywhere: what is already there stays the user's.
+    export.add_to_playlist(track.path)
+    index = track.path.parent / "index.html"
+    if not index.exists() or page.is_ours(index):
+        write_index(track.path.parent)
     studio.timings.report()
     return track.path

@@ -217,6 +217,35 @@ def write_playlist(folder: Path) -> None:
     files.write_text(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
 
 
+def add_to_playlist(track: Path) -> None:
+    """List `track` in its folder's playlist, leaving every other line of it as it was.
+
+    For a track written into a folder coachtrack does not keep (`mix --out FILE`): a
+    playlist already there may be the user's own. Without one, the folder gets a whole
+    listing, as `write_playlist` writes it.
+    """
+    playlist = track.parent / PLAYLIST_NAME
+    try:
+        lines = playlist.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        write_playlist(track.parent)
+        return
+    except UnicodeDecodeError:  # not one we could have written: leave it whole
+        return
+    summary = summary_or_fallback(track)
+    seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
+    entry = f"#EXTINF:{seconds},{_one_line(summary.title)}"
+    if track.name in lines:
+        at = lines.index(track.name)
+        if at > 0 and lines[at - 1].startswith("#EXTINF:"):
+            lines[at - 1] = entry
+        else:
+            lines.insert(at, entry)
+    else:
+        lines += [entry, track.name]
+    files.write_text(playlist, "\n".join(lines) + "\n")
+
+
 def read_track_info(path: Path) -> TrackSummary:
     """Read a track's title, length and chapters back from its tags (mp3, m4a or wav)."""
     path = Path(path)

@@ -337,6 +337,16 @@ def index_page(tracks: Sequence[tuple[str, str, int]], *, profile: str) -> str:
     )
 
 
+def is_ours(path: Path) -> bool:
+    """Whether the page at `path` was written by coachtrack (its generator tag says so)."""
+    try:
+        with path.open(encoding="utf-8", errors="replace") as stream:
+            head = stream.read(4096)
+    except OSError:
+        return False
+    return '<meta name="generator" content="coachtrack">' in head
+
+
 def write_page(path: Path, html: str) -> None:
     """Write a page (or picture) atomically: a dot-prefixed temp file beside it, then rename."""
     files.write_text(path, html)
