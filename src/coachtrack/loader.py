@@ -89,7 +89,7 @@ def discover(paths: Sequence[Path]) -> list[Path]:
     return files
 
 
-def load_routine(path: Path, *, known_languages: Collection[str] = ("en", "de")) -> Routine:
+def load_routine(path: Path, *, known_languages: Collection[str] = tuple(PHRASEBOOKS)) -> Routine:
     """Read and validate one routine file; raise UserError listing every problem in it."""
     loaded = _load(path, known_languages)
     if loaded.problems or loaded.routine is None:
@@ -98,7 +98,7 @@ def load_routine(path: Path, *, known_languages: Collection[str] = ("en", "de"))
 
 
 def load_routines(
-    paths: Sequence[Path], *, known_languages: Collection[str] = ("en", "de")
+    paths: Sequence[Path], *, known_languages: Collection[str] = tuple(PHRASEBOOKS)
 ) -> list[Routine]:
     """Load every routine named by `paths`; raise one UserError listing all problems."""
     files, problems = _discover(paths)
@@ -401,7 +401,7 @@ class _Context:
     """What validation needs to know and where it collects problems."""
 
     path: str
-    known_languages: tuple[str, ...] = ("en", "de")
+    known_languages: tuple[str, ...] = tuple(PHRASEBOOKS)
     problems: list[Problem] = field(default_factory=list)
 
     def add(self, mark: yaml.Mark | None, key: str, message: str) -> None:
