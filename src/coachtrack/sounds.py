@@ -69,14 +69,15 @@ def sequence(rate: int, parts: Sequence[Audio], gap_s: float) -> Audio:
 def sound_set(chimes: ChimeSet, rate: int) -> dict[str, Audio]:
     """Every sound a profile uses, by name."""
     if chimes == "bell":
+        # A soft bell: not louder than the voice (K-weighted), as it was by 3 to 4 LU.
         return {
-            "start": sequence(rate, [bell(rate, 660, seconds=0.5, level=0.45),
-                                     bell(rate, 880, seconds=1.0, level=0.45)], 0.0),
-            "end": sequence(rate, [bell(rate, 880, seconds=0.5, level=0.45),
-                                   bell(rate, 660, seconds=1.2, level=0.45)], 0.0),
-            "hold-start": bell(rate, 880, seconds=0.9, level=0.40),
-            "hold-end": bell(rate, 660, seconds=1.0, level=0.40),
-            "tick": bell(rate, 1760, seconds=0.09, level=0.22, partials=((1.0, 1.0),),
+            "start": sequence(rate, [bell(rate, 660, seconds=0.5, level=0.135),
+                                     bell(rate, 880, seconds=1.0, level=0.135)], 0.0),
+            "end": sequence(rate, [bell(rate, 880, seconds=0.5, level=0.135),
+                                   bell(rate, 660, seconds=1.2, level=0.135)], 0.0),
+            "hold-start": bell(rate, 880, seconds=0.9, level=0.125),
+            "hold-end": bell(rate, 660, seconds=1.0, level=0.125),
+            "tick": bell(rate, 1760, seconds=0.09, level=0.13, partials=((1.0, 1.0),),
                          attack_s=0.001, decay_s=0.02),
         }  # fmt: skip
     if chimes == "soft-bell":
