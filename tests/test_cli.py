@@ -280,6 +280,24 @@ def test_usage_errors_exit_2_without_traceback(
     assert not (tmp_path / "c").exists()
 
 
+def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("title: T\nsteps:\n  - title: A\n", encoding="utf-8")
+    args = ["bad.yaml", "--format", "ogg", "-p", "nightly", "-p", "gym", "-p", "daily"]
+    result = run_cli("build", *args, "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "coachtrack: --format: unknown format 'ogg'; choose mp3, m4a or wav",
+        "coachtrack: unknown profile 'nightly'; choose one of: phone, bedside, gym",
+        "coachtrack: unknown profile 'daily'; choose one of: phone, bedside, gym",
+        "bad.yaml:3:5: steps[0]: missing required key 'do'",
+    ]
+    assert not (tmp_path / "out").exists()
+    for command, extra in (("plan", []), ("mix", ["--out", "out/s.mp3"])):
+        result = run_cli(command, "bad.yaml", "-p", "nightly", *extra, cache=tmp_path / "c",
+                         cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 2 and len(result.stderr.splitlines()) == 2, result.stderr
+
+
 @pytest.mark.engine
 @pytest.mark.parametrize("command", ["build", "plan", "mix"])
 def test_an_unknown_voice_is_a_usage_error_said_once(tmp_path: Path, command: str) -> None:

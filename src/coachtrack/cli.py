@@ -7,15 +7,15 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
 from coachtrack import __version__, build
-from coachtrack.errors import BuildError, Terminated, UserError
+from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
 from coachtrack.profiles import PROFILES, Profile, get_profile
@@ -34,6 +34,7 @@ app = typer.Typer(
 )
 
 DEFAULT_PATHS = [Path("routines")]
+T = TypeVar("T")
 PathsArg = Annotated[
     list[Path] | None,
     typer.Argument(help="Routine files or folders (every *.yaml / *.yml). Default: routines/"),
@@ -47,7 +48,30 @@ JobsOpt = Annotated[int, typer.Option(min=1, help="Work in parallel on this many
 
 
 def _profiles(names: Sequence[str] | None) -> list[Profile]:
-    return [get_profile(name) for name in dict.fromkeys(names or ["phone"])]
+    problems = _Problems()
+    profiles = [problems.collect(get_profile, name) for name in dict.fromkeys(names or ["phone"])]
+    problems.raise_any()
+    return profiles
+
+
+class _Problems:
+    """Runs checks, keeping every user error, so that they are reported together."""
+
+    def __init__(self) -> None:
+        self.found: list[Problem] = []
+
+    def collect(self, check: Callable[..., T], *args: Any) -> T:
+        """`check(*args)`; on a user error, its problems are kept (the result is not used)."""
+        try:
+            return check(*args)
+        except UserError as error:
+            self.found.extend(error.problems)
+            return cast(T, None)
+
+    def raise_any(self) -> None:
+        """A UserError with every problem kept, if any."""
+        if self.found:
+            raise UserError(self.found)
 
 
 def _studio(voice: str | None, jobs: int) -> build.Studio:
@@ -116,9 +140,12 @@ def plan(
     voice: VoiceOpt = None,
 ) -> None:
     """Show the timeline of a track. Example: coachtrack plan routines/knee.yaml --json"""
-    routine = _one_routine(path)
+    problems = _Problems()
+    routine = problems.collect(_one_routine, path)
+    chosen = problems.collect(get_profile, profile)
+    problems.raise_any()
     options = build.BuildOptions()
-    track = build.routine_track(routine, get_profile(profile), options)
+    track = build.routine_track(routine, chosen, options)
     planned = _studio(voice, 2).plan(track)
     if svg is not None:
         from coachtrack import page
@@ -149,10 +176,13 @@ def build_cmd(
     force: Annotated[bool, typer.Option(help="Rebuild even tracks that are up to date.")] = False,
 ) -> None:
     """Render tracks into OUT/PROFILE/. Example: coachtrack build routines/ -p phone -p gym"""
-    options = build.BuildOptions(out_dir=out, fmt=_format(fmt), voice=voice, jobs=jobs,
+    problems = _Problems()  # the options' and the routines' problems, all at once
+    chosen_format = problems.collect(_format, fmt)
+    profiles = problems.collect(_profiles, profile)
+    routines = problems.collect(load_routines, paths or DEFAULT_PATHS)
+    problems.raise_any()
+    options = build.BuildOptions(out_dir=out, fmt=chosen_format, voice=voice, jobs=jobs,
                                  force=force, music=music)  # fmt: skip
-    routines = load_routines(paths or DEFAULT_PATHS)
-    profiles = _profiles(profile)
     for folder in (out, *(out / p.name for p in profiles)):
         _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
@@ -171,8 +201,11 @@ def mix(
     voice: VoiceOpt = None,
 ) -> None:
     """Render several routines as one session. Example: coachtrack mix a.yaml b.yaml --out s.mp3"""
-    routines = load_routines(paths)
-    track = build.session_track(routines, get_profile(profile), out)
+    problems = _Problems()
+    chosen = problems.collect(get_profile, profile)
+    routines = problems.collect(load_routines, paths)
+    problems.raise_any()
+    track = build.session_track(routines, chosen, out)
     _out_folder(out.parent)
     options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:
