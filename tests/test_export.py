@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import textwrap
 import threading
 import tracemalloc
+import wave
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -258,7 +260,30 @@ def test_wav_holds_exactly_the_samples(tmp_path: Path) -> None:
     pcm = tone_bursts()
     write(track, pcm, "wav")
     assert np.array_equal(decode(track), pcm)
-    assert read_track_info(track) == ("t", INFO.duration_ms, ())
+    assert read_track_info(track) == (INFO.title, INFO.duration_ms, ())
+    with wave.open(str(track)) as w:  # the tags follow the samples: readers skip them
+        assert w.getnframes() == len(pcm)
+
+
+def test_wav_carries_its_tags_as_riff_info(tmp_path: Path) -> None:
+    track = tmp_path / "t.wav"
+    info = dataclasses.replace(INFO, title="Übung: Wade & Knie", comment="Odd length")
+    write(track, tone_bursts(), "wav", info=info)
+    command = [FFPROBE, "-v", "error", "-show_entries", "format_tags", "-of", "json",
+               str(track)]  # fmt: skip
+    tags = json.loads(subprocess.run(command, capture_output=True, check=True).stdout)
+    assert tags["format"]["tags"] == {
+        "title": "Übung: Wade & Knie", "artist": "coachtrack", "album": INFO.album,
+        "genre": INFO.genre, "comment": "Odd length",
+    }  # fmt: skip
+    assert read_track_info(track).title == "Übung: Wade & Knie"
+    plain = tmp_path / "plain.wav"  # a WAV without them (not ours): its file name
+    with wave.open(str(plain), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(SR)
+        w.writeframes(b"\0\0" * SR)
+    assert read_track_info(plain) == ("plain", 1000, ())
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "wav"])
@@ -411,7 +436,7 @@ def test_playlist_lists_every_track_by_name(tmp_path: Path) -> None:
     write_playlist(tmp_path)
     assert (tmp_path / "playlist.m3u8").read_text(encoding="utf-8") == (
         "#EXTM3U\n"
-        "#EXTINF:4,a-calf\n"
+        "#EXTINF:4,Hamstring cramps: pressure points\n"
         "a-calf.wav\n"
         "#EXTINF:10,Hamstring cramps: pressure points\n"
         "b-hamstring.mp3\n"

@@ -155,6 +155,7 @@ def write_track(
     with _temp_beside(path) as tmp:
         if fmt == "wav":
             _write_wav(tmp, chunks, n_samples=n_samples, sample_rate=sample_rate)
+            _add_wav_info(tmp, info)
         elif fmt == "mp3":
             _write_mp3(
                 tmp,
@@ -256,7 +257,7 @@ def read_track_info(path: Path) -> TrackSummary:
     if path.suffix == ".wav":
         with wave.open(str(path), "rb") as w:
             duration_ms = _ms(w.getnframes(), w.getframerate())
-        return TrackSummary(path.stem, duration_ms, ())
+        return TrackSummary(_wav_title(path) or path.stem, duration_ms, ())
     raise ValueError(f"{path}: not a track file ({', '.join(TRACK_SUFFIXES)})")
 
 
@@ -285,6 +286,47 @@ def _write_wav(
             w.writeframesraw(pcm)
             sent += len(pcm) // 2
     _check_count(sent, n_samples)
+
+
+# RIFF INFO tags a WAV carries (players, ffmpeg and our playlist read its title).
+_WAV_INFO = {"INAM": "title", "IPRD": "album", "IGNR": "genre", "ICMT": "comment"}
+
+
+def _add_wav_info(tmp: Path, info: TrackInfo) -> None:
+    """Append a LIST/INFO chunk (title, artist, album, genre, comment) to a written WAV."""
+    fields = {key: getattr(info, name) for key, name in _WAV_INFO.items()} | {"IART": ARTIST}
+    body = b"INFO"
+    for key, text in fields.items():
+        data = text.encode("utf-8") + b"\0"
+        body += key.encode("ascii") + struct.pack("<I", len(data)) + data + b"\0" * (len(data) % 2)
+    with open(tmp, "r+b") as stream:
+        stream.seek(0, os.SEEK_END)
+        stream.write(b"LIST" + struct.pack("<I", len(body)) + body)
+        riff_size = stream.tell() - 8
+        stream.seek(4)
+        stream.write(struct.pack("<I", riff_size))
+
+
+def _wav_title(path: Path) -> str | None:
+    """The INAM tag of a WAV's LIST/INFO chunk, if it has one."""
+    with open(path, "rb") as stream:
+        head = stream.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        while len(header := stream.read(8)) == 8:
+            kind, size = header[:4], struct.unpack("<I", header[4:])[0]
+            if kind != b"LIST" or size > 1 << 20:
+                stream.seek(size + size % 2, os.SEEK_CUR)
+                continue
+            body = stream.read(size)
+            at = 4 if body[:4] == b"INFO" else len(body)
+            while at + 8 <= len(body):
+                key, length = body[at : at + 4], struct.unpack("<I", body[at + 4 : at + 8])[0]
+                if key == b"INAM":
+                    text = body[at + 8 : at + 8 + length].split(b"\0", 1)[0]
+                    return text.decode("utf-8", errors="replace") or None
+                at += 8 + length + length % 2
+    return None
 
 
 def _write_mp3(
