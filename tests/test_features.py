@@ -198,6 +198,19 @@ def test_an_unchanged_track_is_not_rendered_again(tmp_path: Path, cache: Path) -
     assert mp3.stat().st_mtime_ns != first
 
 
+def test_a_changed_coachtrack_renders_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Not only a new version number: other code (a checkout, an edit) makes other tracks.
+    from coachtrack import build
+    from coachtrack.loader import load_routine
+    from coachtrack.profiles import PHONE
+
+    track = build.routine_track(load_routine(SHORT), PHONE, build.BuildOptions())
+    stamp = build.fingerprint(track, "gmw/en", "engine", None)
+    assert build.fingerprint(track, "gmw/en", "engine", None) == stamp
+    monkeypatch.setattr(build, "_code_digest", lambda: "other code")
+    assert build.fingerprint(track, "gmw/en", "engine", None) != stamp
+
+
 def test_editing_one_line_speaks_only_that_line(tmp_path: Path, cache: Path) -> None:
     own = tmp_path / "cache"
     assert run_cli("build", str(SHORT), "--out", str(tmp_path / "a"), cache=own).returncode == 0

@@ -3,13 +3,14 @@
 Tracks are independent once their speech is synthesized, so they render in
 parallel (one forked worker per track, `jobs` at a time). A track whose inputs
 have not changed since it was written is left alone: its fingerprint (routine,
-profile, voice, engine, format, music, coachtrack version) is kept in the LRC
+profile, voice, engine, format, music, coachtrack version and code) is kept in the LRC
 written beside it, last, so a track with a matching LRC is complete.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -273,6 +274,7 @@ def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> st
     digest = hashlib.sha256()
     content = {
         "coachtrack": __version__,
+        "code": _code_digest(),
         "routines": [clean(r) for r in track.routines],
         "title": track.title,
         "profile": dataclasses.asdict(track.profile),
@@ -283,6 +285,18 @@ def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> st
     }
     digest.update(json.dumps(content, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:32]
+
+
+@functools.cache
+def _code_digest() -> str:
+    """A digest of coachtrack's own source: a changed renderer renders again, even when the
+    version number was not raised (a checkout of another commit, an edit)."""
+    digest = hashlib.sha256()
+    package = Path(__file__).parent
+    for source in sorted(package.rglob("*.py")):
+        digest.update(source.relative_to(package).as_posix().encode() + b"\0")
+        digest.update(source.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _without_where(value: Any) -> Any:
