@@ -137,6 +137,14 @@ def test_music_bed_is_audible_in_holds_and_ducked_under_speech(tmp_path: Path, c
     under = tone_level(pcm, line["start_ms"] + 300, line["end_ms"] - 300, 73)
     assert in_hold > -40  # the bed is audible where nobody speaks
     assert in_hold - under >= 6  # and at least 6 dB lower under the voice
+    # Where nobody speaks, it plays at the gym's bed level under the target (K-weighted).
+    from coachtrack.loudness import KWeighting
+    from coachtrack.profiles import GYM
+
+    weighted = KWeighting.for_rate(RATE).apply(pcm.astype(np.float64) / 32768)
+    x = weighted[samples(hold["start_ms"] + 1500) : samples(hold["end_ms"] - 3500)]
+    bed = -0.691 + 10 * np.log10(np.mean(x**2))  # clear of chimes and counts
+    assert bed == pytest.approx(GYM.loudness_lufs + GYM.music_level_db, abs=1.0)
     lufs, peak = ebur128(out / "gym" / "short.mp3")
     assert abs(lufs - -14) <= 1 and peak <= -1.0
 

@@ -137,10 +137,18 @@ class _BendingSolver:
 
     def __init__(self) -> None:
         self.asked: list[float] = []
+        self.seen: dict[float, float] = {}
 
     def loudness_at(self, gain_db: float) -> tuple[float, dict[object, object]]:
         self.asked.append(gain_db)
-        return -13.0 - 3.0 * float(np.exp(-(gain_db - 10.0) / 5.0)), {}
+        self.seen[gain_db] = -13.0 - 3.0 * float(np.exp(-(gain_db - 10.0) / 5.0))
+        return self.seen[gain_db], {}
+
+    def slope(self, low_db: float, high_db: float) -> float:  # as the real one: known points kept
+        def at(gain_db: float) -> float:
+            return self.seen[gain_db] if gain_db in self.seen else self.loudness_at(gain_db)[0]
+
+        return (at(high_db) - at(low_db)) / (high_db - low_db)
 
 
 def _slope(solver: _BendingSolver, gain_db: float) -> float:

@@ -92,6 +92,36 @@ def test_music_is_ducked_under_speech() -> None:
     assert out[0] == 0.0  # faded in
 
 
+def test_a_looped_bed_has_no_click_where_it_turns() -> None:
+    # 1.003 s of a 220 Hz sine: played end to start as it is, the turn jumps by ~0.4.
+    t = np.arange(round(RATE * 1.003)) / RATE
+    music = (0.5 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
+    bed = mixer.MusicBed(music, rate=RATE, duration=RATE * 10, level_db=0, duck_db=10)
+    out = bed.render(RATE * 3, RATE * 7, ())  # past the fade-in, over several turns
+    steady = np.max(np.abs(np.diff(music)))  # the sine's own steepest step
+    assert np.max(np.abs(np.diff(out))) <= steady * 1.05
+    assert abs(len(bed.audio) - (len(music) - round(mixer.LOOP_CROSSFADE_MS * RATE / 1000))) <= 1
+
+
+def test_the_bed_dips_under_every_sound_and_stays_down_through_short_gaps() -> None:
+    events = (
+        Event("chime", RATE * 4, RATE * 4 + RATE // 2, sound="hold-start"),
+        Event("countdown", RATE * 8, RATE * 8 + RATE // 2, text="Three"),
+        Event("countdown", RATE * 9, RATE * 9 + RATE // 2, text="Two"),  # 0.5 s later
+        Event("speech", RATE * 14, RATE * 15, text="a"),  # 5.5 s later
+    )
+    spans = mixer.duck_spans(events, RATE)
+    assert spans == ((RATE * 4, RATE * 4 + RATE // 2), (RATE * 8, RATE * 9 + RATE // 2),
+                     (RATE * 14, RATE * 15))  # fmt: skip
+    bed = mixer.MusicBed(np.ones(RATE, np.float32), rate=RATE, duration=RATE * 20, level_db=0,
+                         duck_db=10)  # fmt: skip
+    out = bed.render(0, RATE * 20, spans)
+    ducked = np.float32(10 ** (-10 / 20))
+    assert out[RATE * 4 + 100] == ducked  # under a chime too (past the bed's fade-in)
+    assert out[int(RATE * 8.75)] == ducked  # between two counts
+    assert out[RATE * 12] == 1.0  # back up in a longer gap
+
+
 def test_mastering_meets_loudness_and_true_peak_targets() -> None:
     # Speech-like bursts with high peaks: the limiter has to work for the gym target.
     rng = np.random.default_rng(7)
@@ -116,6 +146,45 @@ def test_mastering_meets_loudness_and_true_peak_targets() -> None:
         -14, abs=0.2
     )
     assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5
+
+
+def test_a_music_bed_sits_under_the_target_and_does_not_push_the_voice_down() -> None:
+    from coachtrack import loudness
+    from coachtrack.profiles import GYM
+
+    rng = np.random.default_rng(3)
+    clip = np.zeros(RATE * 2)
+    for at in range(0, len(clip) - 400, 300):  # peaky "speech": a burst every 14 ms
+        clip[at : at + 60] = rng.standard_normal(60) * 0.3
+    clip = clip.astype(np.float32)
+    music = rng.standard_normal(RATE * 3).astype(np.float32) * 0.05
+    music[:: RATE // 4] = 0.9  # a drum-like peak four times a second: a high crest factor
+    events = [Event("speech", RATE * s, RATE * (s + 2), text="a") for s in (1, 10, 19, 28)]
+    tl = timeline(events, RATE * 32)
+
+    def voice_and_bed(bed: mixer.MusicBed | None) -> tuple[float, float]:
+        mix = mixer.Mixer(tl, {"a": clip}, {}, GYM, bed)
+        mastered, result = mastering.master(mix)
+        pcm = np.concatenate(
+            list(
+                mixer.pcm_chunks(mastered, mixer.islands(tl, music=bed is not None), result.ceiling)
+            )
+        )
+        audio = pcm.astype(np.float32) / 32768
+        assert 20 * np.log10(loudness.true_peak(audio)) <= GYM.true_peak_dbtp - 0.5
+        voice = mastered.clips["a"].astype(np.float32) / 32768
+        between = audio[RATE * 5 : RATE * 8]  # the bed alone, clear of the dips
+        return (loudness.integrated_loudness([(0, voice)], RATE, len(voice)),
+                loudness.integrated_loudness([(0, between)], RATE, len(between)))  # fmt: skip
+
+    alone, _ = voice_and_bed(None)
+    bed = mixer.MusicBed(music, rate=RATE, duration=tl.duration, level_db=0.0, duck_db=10)
+    voice, between = voice_and_bed(bed)
+    # The bed where nobody speaks: `music_level_db` under the target, whatever the file's level.
+    assert between == pytest.approx(GYM.loudness_lufs + GYM.music_level_db, abs=0.5)
+    # The voice keeps its level: no room kept under the ceiling for the bed's peaks (that
+    # took 2-4 dB off every sound), and the bed no longer set against the unlimited voice.
+    assert voice >= alone - 1.0, (voice, alone)
 
 
 def test_sounds_that_do_not_overlap_are_copied_as_they_are() -> None:

@@ -182,7 +182,7 @@ def _bin_groups(
 class _Solver:
     """The loudness of the mix at a given gain, once each sound is limited at that gain."""
 
-    def __init__(self, mix: Mixer, ceiling: float, *, release: bool = False) -> None:
+    def __init__(self, mix: Mixer, ceiling: float, target: float, *, release: bool = False) -> None:
         timeline = mix.timeline
         self.rate = timeline.sample_rate
         self.total = timeline.duration
@@ -209,24 +209,27 @@ class _Solver:
             cum = loudness.cumulative(sound.squares.astype(np.float32))
             for start in sound.starts:
                 _bin_groups(self.base, start, cum, self.block)
+        self.sounds_lufs: dict[float, float] = {}  # by gain (dB), see `loudness_at`
         self.bed = _music_energy(mix, self.base)
-        self.music_gain = 1.0
-        if self.bed is not None:
-            # The bed sits `music_level_db` under the speech, whatever the file's own level.
-            speech = loudness.gated_loudness(self.base, self.block, self.total)
-            music = loudness.gated_loudness(self.bed, self.block, self.total)
-            if math.isfinite(speech) and math.isfinite(music):
-                self.music_gain = loudness.db_to_gain(speech + mix.profile.music_level_db - music)
+        # The bed plays `music_level_db` under the track's loudness target in the finished
+        # track (where it is not ducked), whatever the file's own level. (Set against the
+        # voice as it was before limiting, it ended 4 to 5 LU over the voice once the
+        # limiter had taken its share, and pushed the voice down as much.)
+        self.music_gain = 1.0  # the bed's, in the finished track: it takes no part in `gain`
+        if self.bed is not None and mix.music is not None:
+            music = loudness.integrated_loudness([(0, mix.music.audio)], self.rate,
+                                                 len(mix.music.audio))  # fmt: skip
+            if math.isfinite(music):
+                self.music_gain = loudness.db_to_gain(target + mix.profile.music_level_db - music)
             self.bed *= self.music_gain**2
-        # Voices are limited one by one; the bed plays under them, ducked. Leave it room.
-        self.bed_peak = 0.0
-        if mix.music is not None:
-            ducked = mix.music.level * mix.music.duck * self.music_gain
-            self.bed_peak = float(np.max(np.abs(mix.music.audio))) * ducked
+        # Sounds are limited one by one, as if alone. Under them the bed is ducked 6-10 dB,
+        # and where the two add up over the ceiling, the mixer limits their sum. (Leaving
+        # room under the ceiling for the bed's highest ducked peak took 2 to 4 dB off every
+        # sound, for the rare moment a peak of each meets.)
 
     def sound_ceiling(self, gain: float) -> float:
-        """The ceiling each sound is limited to before `gain`: the bed's peak below it."""
-        return max(self.ceiling / gain - self.bed_peak, self.ceiling / gain / 4)
+        """The ceiling each sound is limited to before `gain`."""
+        return self.ceiling / gain
 
     def limits(self, gain: float) -> Curves:
         """For each sound, the stretches its limiter works on and the gain per group there."""
@@ -264,9 +267,23 @@ class _Solver:
             cum = loudness.cumulative(removed)
             for start in sound.starts:
                 _bin_groups(energy, start, cum, self.block)
-        if self.bed is not None:
-            energy += self.bed
-        return loudness.gated_loudness(energy * gain * gain, self.block, self.total), curves
+        energy = energy * gain * gain  # in this order, as the solver always has
+        sounds = loudness.gated_loudness(energy, self.block, self.total)
+        self.sounds_lufs[gain_db] = sounds
+        if self.bed is None:
+            return sounds, curves
+        return loudness.gated_loudness(energy + self.bed, self.block, self.total), curves
+
+    def sounds_at(self, gain_db: float) -> float:
+        """The sounds' loudness at this gain, without the bed: what more gain does is judged
+        on them (a bed at a set level would dilute it, and stop the gain early)."""
+        if gain_db not in self.sounds_lufs:
+            self.loudness_at(gain_db)
+        return self.sounds_lufs[gain_db]
+
+    def slope(self, low_db: float, high_db: float) -> float:
+        """LU of the sounds' loudness per dB of gain, between two gains."""
+        return (self.sounds_at(high_db) - self.sounds_at(low_db)) / (high_db - low_db)
 
 
 def _reband(audio: Audio, ceiling: float, window: int) -> Audio:
@@ -304,7 +321,7 @@ def _music_energy(mix: Mixer, like: npt.NDArray[np.float64]) -> npt.NDArray[np.f
     chunk = 60 * meter.block * 10
     for start in range(0, timeline.duration, chunk):
         end = min(timeline.duration, start + chunk)
-        meter.add(start, mix.music.render(start, end, mix.speech_spans))
+        meter.add(start, mix.music.render(start, end, mix.duck_spans))
     return meter.energy[: len(like)].copy()
 
 
@@ -327,7 +344,7 @@ def _secant(
         if abs(hi_l - target) < TOLERANCE_LU or hi_l == lo_l:
             break
         step = (target - hi_l) * (hi_db - lo_db) / (hi_l - lo_l)
-        if not math.isfinite(step) or (step > 0 and (hi_l - lo_l) / (hi_db - lo_db) < SATURATED):
+        if not math.isfinite(step) or (step > 0 and solver.slope(lo_db, hi_db) < SATURATED):
             break
         next_db = min(MAX_GAIN_DB, hi_db + max(-MAX_STEP_DB, min(MAX_STEP_DB, step)))
         if next_db == hi_db:
@@ -348,18 +365,18 @@ def _at_knee(solver: _Solver, low: tuple[float, float], high: _Point) -> _Point:
     bends over). The slope is measured where the gain was found and, while it is
     under the knee, 6 dB lower at a time; the knee is placed between the last two.
     """
-    hi_db, (hi_l, _) = high
-    lo_db, lo_l = low
+    hi_db = high[0]
+    lo_db = low[0]
     if not 0.2 <= hi_db - lo_db <= 2.0:  # a chord that long says little about the slope here
-        lo_db, lo_l = hi_db - 1.0, solver.loudness_at(hi_db - 1.0)[0]
-    upper, upper_at = (hi_l - lo_l) / (hi_db - lo_db), (hi_db + lo_db) / 2
+        lo_db = hi_db - 1.0
+    upper, upper_at = solver.slope(lo_db, hi_db), (hi_db + lo_db) / 2
     if upper >= KNEE_LU_PER_DB or not math.isfinite(upper):
         return high
     down_db = hi_db
     while down_db > 0.0:
         down_db = max(0.0, down_db - 6.0)
         down = solver.loudness_at(down_db)
-        lower = down[0] - solver.loudness_at(down_db - 1.0)[0]
+        lower = solver.slope(down_db - 1.0, down_db)
         if not math.isfinite(lower):
             break
         if lower >= KNEE_LU_PER_DB:
@@ -385,7 +402,7 @@ def master(
     profile = mix.profile
     target = profile.loudness_lufs + encoder_loss_db
     ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
-    solver = _Solver(mix, ceiling, release=release)
+    solver = _Solver(mix, ceiling, target, release=release)
     raw, _ = solver.loudness_at(0.0)
     if raw == -math.inf:
         return mix, Mastering(1.0, ceiling, raw)
@@ -425,6 +442,6 @@ def master(
         {k[1]: v for k, v in finished.items() if k[0] == "text"},
         {k[1]: v for k, v in finished.items() if k[0] == "sound"},
         profile,
-        mix.music.scaled(gain * solver.music_gain) if mix.music else None,
+        mix.music.scaled(solver.music_gain) if mix.music else None,
     )
     return mastered, Mastering(gain, ceiling, hi_l)

@@ -62,6 +62,22 @@ def islands(timeline: Timeline, *, music: bool = False) -> tuple[Island, ...]:
     return tuple(out)
 
 
+DUCK_HOLD_MS = 1500  # a music bed stays down through shorter gaps between sounds
+
+
+def duck_spans(events: tuple[Event, ...], rate: int) -> tuple[tuple[int, int], ...]:
+    """Where a music bed dips: under every sound (voice, chime, count), held through short
+    gaps, so it does not swell between the words of a countdown."""
+    hold = round(DUCK_HOLD_MS * rate / 1000)
+    spans: list[list[int]] = []
+    for event in sorted(events, key=lambda e: e.start):
+        if spans and event.start - spans[-1][1] < hold:
+            spans[-1][1] = max(spans[-1][1], event.end)
+        else:
+            spans.append([event.start, event.end])
+    return tuple((a, b) for a, b in spans)
+
+
 class Mixer:
     """Renders any stretch of a timeline from its clips and sounds."""
 
@@ -79,7 +95,7 @@ class Mixer:
         self.profile = profile
         self.music = music
         self.sounding = tuple(e for e in timeline.events if e.kind in SOUNDING)
-        self.speech_spans = tuple((e.start, e.end) for e in self.sounding if e.text is not None)
+        self.duck_spans = duck_spans(self.sounding, timeline.sample_rate)
         # The sounding events by start, and the latest end of any event up to each one:
         # the events that reach into a stretch are found by bisection.
         self._by_start = sorted(self.sounding, key=lambda e: e.start)
@@ -149,7 +165,7 @@ class Mixer:
             else:
                 out[lo - start : hi - start] += piece
         if self.music is not None:
-            out += self.music.render(start, end, self.speech_spans)
+            out += self.music.render(start, end, self.duck_spans)
         self._fade_in(out, start)
         return out
 
@@ -178,11 +194,11 @@ def fade_in_gain(at: npt.NDArray[np.integer], fade: int, rate: int) -> npt.NDArr
 
 
 class MusicBed:
-    """A music bed: looped to fill the track, faded at both ends, ducked under speech."""
+    """A music bed: looped to fill the track, faded at both ends, ducked under every sound."""
 
     def __init__(self, audio: Audio, *, rate: int, duration: int, level_db: float,
                  duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250) -> None:  # fmt: skip
-        self.audio = audio
+        self.audio = seamless_loop(audio, rate)
         self.rate = rate
         self.duration = duration
         self.level = loudness.db_to_gain(level_db)
@@ -196,27 +212,46 @@ class MusicBed:
         bed.level = self.level * gain
         return bed
 
-    def render(self, start: int, end: int, speech: tuple[tuple[int, int], ...]) -> Audio:
-        """The bed's samples for `[start, end)`, ducked under the given speech spans."""
+    def render(self, start: int, end: int, spans: tuple[tuple[int, int], ...]) -> Audio:
+        """The bed's samples for `[start, end)`, ducked under the given spans of sound."""
         idx = np.arange(start, end)
         out = self.audio[idx % len(self.audio)].astype(np.float64) * self.level
         fade = np.minimum(1.0, np.minimum(idx / self.fade, (self.duration - idx) / self.fade))
         out *= np.clip(fade, 0.0, 1.0)
-        out *= self._duck_gain(idx, speech)
+        out *= self._duck_gain(idx, spans)
         return out.astype(np.float32)
 
     def _duck_gain(
-        self, idx: npt.NDArray[np.int64], speech: tuple[tuple[int, int], ...]
+        self, idx: npt.NDArray[np.int64], spans: tuple[tuple[int, int], ...]
     ) -> npt.NDArray[np.float64]:
-        # Distance (in samples) to the nearest speech; inside speech it is 0.
+        # How deep in a dip each sample is: 1 inside a span, falling to 0 a ramp away.
         depth = np.zeros(len(idx))
-        for s, e in speech:
+        for s, e in spans:
             if e + self.ramp < idx[0] or s - self.ramp > idx[-1]:
                 continue
             dist = np.maximum(np.maximum(s - idx, idx - e), 0)
             depth = np.maximum(depth, np.clip(1.0 - dist / self.ramp, 0.0, 1.0))
         smooth = 0.5 - 0.5 * np.cos(np.pi * depth)  # raised cosine attack and release
         return 1.0 - smooth * (1.0 - self.duck)
+
+
+LOOP_CROSSFADE_MS = 60
+
+
+def seamless_loop(audio: Audio, rate: int) -> Audio:
+    """`audio` made to loop without a click: its last moments fade into its first.
+
+    Played end to start as it was, the jump between its last and first samples clicked
+    at every turn. The result is shorter by the crossfade; played once from its start
+    (under the bed's fade-in) it begins with that crossfade.
+    """
+    n = min(round(LOOP_CROSSFADE_MS * rate / 1000), len(audio) // 4)
+    if n < 2:
+        return audio
+    t = (np.arange(n) + 0.5) / n
+    fade_in, fade_out = np.sin(0.5 * np.pi * t), np.cos(0.5 * np.pi * t)  # equal power
+    head = audio[:n] * fade_in + audio[len(audio) - n :] * fade_out
+    return np.concatenate([head, audio[n : len(audio) - n]]).astype(np.float32)
 
 
 def pcm_chunks(

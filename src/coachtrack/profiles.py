@@ -32,9 +32,10 @@ class Profile:
     bitrate_kbps: int  # MP3/AAC bitrate: small files for phones, cleaner peaks for speakers
     fade_in_ms: int  # gentle start of the whole track
     music_allowed: bool
-    music_duck_db: float  # how far a music bed dips under speech
-    music_level_db: float  # bed loudness relative to the speech's (a quieter bed dilutes
-    # integrated loudness with quiet blocks, so the voice would be pushed into the limiter)
+    music_duck_db: float  # how far a music bed dips under every sound (voice, chime, count)
+    music_level_db: float  # bed loudness where not ducked, relative to the loudness target
+    # (the bed fills the holds, so it weighs in the integrated loudness: much quieter, and
+    # the voice would have to be pushed past what the limiter can give to reach the target)
     first_speech_ms: int  # where the first line starts (after the start chime)
     gap_ms: int  # silence between two spoken lines
     chime_lead_ms: int  # end of speech -> onset of a hold's start chime (>= 300)
@@ -61,7 +62,7 @@ PHONE = Profile(
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=8.0,
-    music_level_db=-8.0,
+    music_level_db=-1.0,
     first_speech_ms=1_300,
     gap_ms=450,
     chime_lead_ms=400,
@@ -115,7 +116,7 @@ GYM = Profile(
     fade_in_ms=0,
     music_allowed=True,
     music_duck_db=10.0,
-    music_level_db=-6.0,
+    music_level_db=-1.0,
     first_speech_ms=700,
     gap_ms=300,
     chime_lead_ms=300,
