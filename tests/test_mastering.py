@@ -172,3 +172,17 @@ def test_a_gain_still_on_the_slope_is_kept_as_it_is() -> None:
     solver.asked.clear()
     assert mastering._at_knee(solver, low, high)[0] == 12.0  # type: ignore[arg-type]
     assert solver.asked == []  # the solve's own last two points told
+
+
+def test_a_spoken_line_is_faded_in_and_out_not_cut_mid_wave() -> None:
+    # espeak-ng ends many lines dead, mid-wave: mastered as it is, that is a click.
+    t = np.arange(int(0.8 * RATE)) / RATE
+    line = (0.5 * np.sin(2 * np.pi * 310 * t + 1.0)).astype(np.float32)
+    plain = mastering._prepare(line, RATE).audio()
+    spoken = mastering._prepare(line, RATE, spoken=True).audio()
+    assert abs(plain[-1]) > 0.1  # the cut, as espeak-ng leaves it
+    edge = round(mastering.SPEECH_FADE_OUT_MS * RATE / 1000)
+    assert np.max(np.abs(spoken[-20:])) < 0.01 and np.max(np.abs(spoken[:5])) < 0.05
+    assert np.all(np.abs(np.diff(spoken[-edge:])) < 0.05)  # a ramp, not a step
+    middle = slice(len(line) // 4, 3 * len(line) // 4)
+    assert np.allclose(spoken[middle], plain[middle], atol=1e-3)  # the rest as it was
