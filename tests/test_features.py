@@ -63,7 +63,7 @@ def test_bedside_starts_at_once_softly_and_has_no_countdown(three: Path, cache: 
     hold = next(e for e in plan["events"] if e.get("sound") == "hold-start")
     other = pcm[samples(hold["start_ms"]) :][: len(ring)]
     assert 10 * np.log10(np.mean(ring**2) / np.mean(other**2)) > -8
-    assert pcm[0] == 0  # yet from silence: no click
+    assert np.abs(pcm[:20]).max() < 1e-3  # yet from silence (-60 dBFS, coding noise aside)
 
 
 def test_the_phone_bell_is_no_longer_louder_than_the_voice(three: Path, cache: Path) -> None:
