@@ -131,6 +131,21 @@ def test_side_in_a_step_title_becomes_the_side_name() -> None:
     assert "Step 1: Stretch the right leg." in said and not [t for t in said if "{" in (t or "")]
 
 
+def test_each_routine_of_a_session_starts_with_the_start_chime() -> None:
+    from coachtrack.script import make_session_script
+
+    script = make_session_script("s", "A + B", (stretch("30s"), stretch("30s")), GYM, ENGLISH)
+    sounds = {k: len(v) for k, v in sound_set(GYM.chimes, RATE).items()}
+    tl = build_timeline(script, fake_lengths(script.texts(), 0), sounds, RATE)
+    starts = [e for e in tl.events if e.kind == "chime" and e.sound == "start"]
+    second = next(e for e in tl.events if e.text == "Routine 2: Test.")
+    assert len(starts) == 2 and starts[0].start == 0
+    before = max(e.end for e in tl.events if e.text is not None and e.end <= starts[1].start)
+    assert starts[1].start - before >= ms(300) and starts[1].end <= second.start
+    assert any(c.start <= starts[1].start < c.end and c.start > 0 for c in tl.chapters)
+    assert [e.start for e in tl.events] == sorted(e.start for e in tl.events)
+
+
 def test_breathing_cues_rotate_and_follow_the_breath_period() -> None:
     tl = plan(stretch(breathe="intensify"), PHONE)
     hold = next(e for e in tl.events if e.kind == "hold")

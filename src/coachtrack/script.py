@@ -164,7 +164,10 @@ def make_session_script(
             body.extend(_step_items(n, step, profile, book, first=n == 1))
         body.extend(_closing(routine, profile, book, finish=False))
         mark = next(i for i, item in enumerate(body) if isinstance(item, ChapterMark))
-        items.extend([body[mark], announce, *body[:mark], *body[mark + 1 :]])
+        # Each routine after the first starts with the start chime too: a boundary a room
+        # hears (it was 1.3 s of silence in a gym session).
+        chime = [ChimeItem("start")] if r > 1 else []
+        items.extend([body[mark], *chime, announce, *body[:mark], *body[mark + 1 :]])
     items.append(Line(book.finish))
     items.append(ChimeItem("end"))
     return Script(

@@ -107,9 +107,11 @@ class _Placer:
 
     def track_chime(self, item: ChimeItem) -> None:
         profile = self.script.profile
-        if item.sound == "start":
-            self.chime("start", 0)
-            self.cursor = self.samples(profile.first_speech_ms)
+        if item.sound == "start":  # the track's start; in a session, each routine's too
+            lead = self.last_speech_end + self.samples(profile.chime_lead_ms)
+            at = max(self.cursor, lead) if self.events else 0
+            self.chime("start", at)
+            self.cursor = at + self.samples(profile.first_speech_ms)
             return
         at = max(self.cursor, self.last_speech_end + self.samples(profile.chime_lead_ms))
         self.chime("end", at)
