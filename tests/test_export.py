@@ -447,7 +447,8 @@ def test_playlist_lists_every_track_by_name(tmp_path: Path) -> None:
 
 def test_a_track_is_added_to_a_playlist_without_touching_its_other_lines(tmp_path: Path) -> None:
     write(tmp_path / "s.mp3", tone_bursts())
-    add_to_playlist(tmp_path / "s.mp3")  # no playlist yet: the whole folder
+    (tmp_path / "music.mp3").write_bytes((tmp_path / "s.mp3").read_bytes())
+    add_to_playlist(tmp_path / "s.mp3")  # no playlist yet: this track alone, not the music
     assert (tmp_path / "playlist.m3u8").read_text(encoding="utf-8") == (
         "#EXTM3U\n#EXTINF:10,Hamstring cramps: pressure points\ns.mp3\n"
     )

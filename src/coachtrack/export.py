@@ -222,15 +222,14 @@ def add_to_playlist(track: Path) -> None:
     """List `track` in its folder's playlist, leaving every other line of it as it was.
 
     For a track written into a folder coachtrack does not keep (`mix --out FILE`): a
-    playlist already there may be the user's own. Without one, the folder gets a whole
-    listing, as `write_playlist` writes it.
+    playlist already there may be the user's own. Without one, a new one lists this
+    track alone (the folder's other files may be anything: music, scratch recordings).
     """
     playlist = track.parent / PLAYLIST_NAME
     try:
         lines = playlist.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
-        write_playlist(track.parent)
-        return
+        lines = ["#EXTM3U"]
     except UnicodeDecodeError:  # not one we could have written: leave it whole
         return
     summary = summary_or_fallback(track)
