@@ -187,6 +187,36 @@ def test_a_music_bed_sits_under_the_target_and_does_not_push_the_voice_down() ->
     assert voice >= alone - 1.0, (voice, alone)
 
 
+@pytest.mark.parametrize("name", ["phone", "bedside", "gym"])
+def test_chimes_play_at_their_profile_level_whatever_the_voice(name: str) -> None:
+    from coachtrack import loudness
+    from coachtrack.profiles import PROFILES
+    from coachtrack.sounds import sound_set
+
+    profile = PROFILES[name]
+    sounds = sound_set(profile.chimes, RATE)
+    rng = np.random.default_rng(11)
+
+    def loudest_400ms(audio: np.ndarray) -> float:
+        w = loudness.KWeighting.for_rate(RATE).apply(np.concatenate([audio, np.zeros(RATE)]))
+        n = int(0.4 * RATE)
+        c = np.concatenate([[0.0], np.cumsum(w.astype(np.float64) ** 2)])
+        return -0.691 + 10 * np.log10(np.max(c[n:] - c[:-n]) / n)
+
+    levels = []
+    for voice_level in (0.05, 0.4):  # a quiet voice and a loud one
+        clip = (rng.standard_normal(RATE * 2) * voice_level).astype(np.float32)
+        events = [Event("chime", 0, len(sounds["hold-start"]), sound="hold-start")]
+        events += [Event("speech", RATE * 3 + RATE * 4 * i, RATE * 5 + RATE * 4 * i, text="a")
+                   for i in range(5)]  # fmt: skip
+        tl = timeline(events, RATE * 24)
+        mastered, _ = mastering.master(mixer.Mixer(tl, {"a": clip}, sounds, profile))
+        loudest = max(loudest_400ms(v.astype(np.float64) / 32768) for v in mastered.sounds.values())
+        levels.append(loudest)
+    for level in levels:
+        assert level == pytest.approx(profile.loudness_lufs + profile.chime_lufs, abs=0.5)
+
+
 def test_sounds_that_do_not_overlap_are_copied_as_they_are() -> None:
     clip = (np.arange(-500, 500) * 20).astype(np.int16)
     tick = np.full(300, 1000, dtype=np.int16)

@@ -228,12 +228,22 @@ class _Solver:
         memory.hand_back()  # the raw sounds, if released, and the transforms' buffers
         for event in mix.sounding:
             self.sounds[_key(event)].starts.append(event.start)
-        self.base = np.zeros(self.total // self.block + 2)
-        for sound in self.sounds.values():
+        self.voices = [key for key in self.sounds if key[0] == "text"]
+        self.chimes = [key for key in self.sounds if key[0] == "sound"]
+        self.base = np.zeros(self.total // self.block + 2)  # the voice's energy, before gain
+        for key in self.voices:
+            sound = self.sounds[key]
             cum = loudness.cumulative(sound.squares.astype(np.float32))
             for start in sound.starts:
                 _bin_groups(self.base, start, cum, self.block)
-        self.sounds_lufs: dict[float, float] = {}  # by gain (dB), see `loudness_at`
+        self.sounds_lufs: dict[float, float] = {}  # the voice's, by gain (dB): `loudness_at`
+        # Chimes (bells, beeps, ticks) play at the profile's level for them, set against
+        # the target: not wherever the voice's gain and the limiter happened to put them
+        # (gym beeps were 8 LU over the voice, and a short phone track's bells over it).
+        self.chime_gain = self._chime_gain(target + mix.profile.chime_lufs)
+        self.chime_curves = self.limits(self.chime_gain, self.chimes)
+        self.fixed = self._limited_energy(self.chimes, self.chime_curves)
+        self.fixed *= self.chime_gain**2  # what does not follow `gain`: chimes, and the bed
         self.bed = _music_energy(mix, self.base)
         # The bed plays `music_level_db` under the track's loudness target in the finished
         # track (where it is not ducked), whatever the file's own level. (Set against the
@@ -246,22 +256,51 @@ class _Solver:
             if math.isfinite(music):
                 self.music_gain = loudness.db_to_gain(target + mix.profile.music_level_db - music)
             self.bed *= self.music_gain**2
+            self.fixed += self.bed
         # Sounds are limited one by one, as if alone. Under them the bed is ducked 6-10 dB,
         # and where the two add up over the ceiling, the mixer limits their sum. (Leaving
         # room under the ceiling for the bed's highest ducked peak took 2 to 4 dB off every
         # sound, for the rare moment a peak of each meets.)
 
+    def _chime_gain(self, lufs: float) -> float:
+        """The gain that brings the loudest 400 ms of any chime (K-weighted) to `lufs`."""
+        n = round(0.4 * self.rate / GROUP)  # groups in a momentary-loudness window
+        loudest = 0.0
+        for key in self.chimes:
+            cum = loudness.cumulative(self.sounds[key].squares.astype(np.float64))
+            m = min(n, len(cum) - 1)
+            if m > 0:
+                loudest = max(loudest, float(np.max(cum[m:] - cum[:-m])))
+        if loudest <= 0.0:
+            return 1.0
+        return loudness.db_to_gain(lufs - (-0.691 + 10 * math.log10(loudest / (n * GROUP))))
+
+    def _limited_energy(self, keys: list[Key], curves: Curves) -> npt.NDArray[np.float64]:
+        """Block energies of these sounds, each as its limiter curves leave it."""
+        energy = np.zeros(self.total // self.block + 2)
+        for key in keys:
+            sound = self.sounds[key]
+            squares = sound.squares.astype(np.float64)
+            for a, curve in curves.get(key, []):
+                squares[a : a + len(curve)] *= curve.astype(np.float64) ** 2
+            cum = loudness.cumulative(squares)
+            for start in sound.starts:
+                _bin_groups(energy, start, cum, self.block)
+        return energy
+
     def sound_ceiling(self, gain: float) -> float:
         """The ceiling each sound is limited to before `gain`."""
         return self.ceiling / gain
 
-    def limits(self, gain: float) -> Curves:
-        """For each sound, the stretches its limiter works on and the gain per group there."""
+    def limits(self, gain: float, keys: list[Key] | None = None) -> Curves:
+        """For each sound (the voice's, unless `keys` are given), the stretches its limiter
+        works on at `gain` and the gain per group there."""
         ceiling = self.sound_ceiling(gain)
         window = self.group_window
         reach = loudness.limiter_reach(window)
         out: Curves = {}
-        for key, sound in self.sounds.items():
+        for key in self.voices if keys is None else keys:
+            sound = self.sounds[key]
             if sound.peak <= ceiling:
                 continue
             env = sound.envelope
@@ -291,22 +330,20 @@ class _Solver:
             cum = loudness.cumulative(removed)
             for start in sound.starts:
                 _bin_groups(energy, start, cum, self.block)
-        energy = energy * gain * gain  # in this order, as the solver always has
-        sounds = loudness.gated_loudness(energy, self.block, self.total)
-        self.sounds_lufs[gain_db] = sounds
-        if self.bed is None:
-            return sounds, curves
-        return loudness.gated_loudness(energy + self.bed, self.block, self.total), curves
+        energy = energy * gain * gain
+        self.sounds_lufs[gain_db] = loudness.gated_loudness(energy, self.block, self.total)
+        return loudness.gated_loudness(energy + self.fixed, self.block, self.total), curves
 
     def sounds_at(self, gain_db: float) -> float:
-        """The sounds' loudness at this gain, without the bed: what more gain does is judged
-        on them (a bed at a set level would dilute it, and stop the gain early)."""
+        """The voice's loudness at this gain, without chimes or bed: what more gain does is
+        judged on it (sounds at a set level would dilute it, and stop the gain early, or
+        unlimited beeps keep it rising while the voice is crushed)."""
         if gain_db not in self.sounds_lufs:
             self.loudness_at(gain_db)
         return self.sounds_lufs[gain_db]
 
     def slope(self, low_db: float, high_db: float) -> float:
-        """LU of the sounds' loudness per dB of gain, between two gains."""
+        """LU of the voice's loudness per dB of gain, between two gains."""
         return (self.sounds_at(high_db) - self.sounds_at(low_db)) / (high_db - low_db)
 
 
@@ -435,24 +472,25 @@ def master(
     low, high = (0.0, raw), (first, solver.loudness_at(first))
     low, high = _secant(solver, target, low, high)
     # Then aim over the target by what re-banding will take, and solve on from there.
-    hi_db, (hi_l, _) = high
-    target += REBAND_LOSS * max(0.0, raw + hi_db - hi_l)
+    taken = solver.sounds_at(0.0) + high[0] - solver.sounds_at(high[0])  # by the limiter
+    target += REBAND_LOSS * max(0.0, taken)
     low, high = _secant(solver, target, low, high)
     hi_db, (hi_l, curves) = _at_knee(solver, low, high)
     gain = loudness.db_to_gain(hi_db)
-    sound_ceiling = solver.sound_ceiling(gain)
 
     def finish(key: Key) -> npt.NDArray[np.int16]:
         sound = solver.sounds.pop(key)  # freed once finished
         audio = sound.audio()
-        parts = curves.get(key, [])
+        chime = key[0] == "sound"
+        own_gain = solver.chime_gain if chime else gain
+        parts = (solver.chime_curves if chime else curves).get(key, [])
         for a, curve in parts:  # the limiter's gain is constant within a group
             audio[a * GROUP : (a + len(curve)) * GROUP] *= np.repeat(curve, GROUP)[
                 : len(audio) - a * GROUP
             ]
         if parts:
-            audio = _reband(audio, sound_ceiling, solver.window)
-        audio *= np.float32(gain)
+            audio = _reband(audio, solver.sound_ceiling(own_gain), solver.window)
+        audio *= np.float32(own_gain)
         # 16 bits, as the track will be: half the memory of floats, for the same result.
         return np.clip(np.round(audio * 32768), -32768, 32767).astype(np.int16)
 

@@ -31,6 +31,7 @@ class Profile:
     true_peak_dbtp: float  # true-peak ceiling of the encoded file
     bitrate_kbps: int  # MP3/AAC bitrate: small files for phones, cleaner peaks for speakers
     fade_in_ms: int  # gentle start of the whole track
+    chime_lufs: float  # the loudest 400 ms of its chimes, K-weighted, against the target
     music_allowed: bool
     music_duck_db: float  # how far a music bed dips under every sound (voice, chime, count)
     music_level_db: float  # bed loudness where not ducked, relative to the loudness target
@@ -60,6 +61,7 @@ PHONE = Profile(
     true_peak_dbtp=-1.5,
     bitrate_kbps=64,
     fade_in_ms=0,
+    chime_lufs=-1.0,
     music_allowed=True,
     music_duck_db=8.0,
     music_level_db=-1.0,
@@ -87,6 +89,7 @@ BEDSIDE = Profile(
     true_peak_dbtp=-1.5,
     bitrate_kbps=64,
     fade_in_ms=2_000,
+    chime_lufs=3.0,
     music_allowed=False,
     music_duck_db=0.0,
     music_level_db=-60.0,
@@ -114,6 +117,7 @@ GYM = Profile(
     true_peak_dbtp=-1.0,
     bitrate_kbps=96,
     fade_in_ms=0,
+    chime_lufs=3.5,
     music_allowed=True,
     music_duck_db=10.0,
     music_level_db=-1.0,
