@@ -381,7 +381,7 @@ def render(
     export.write_lrc(_lrc_path(track), info, header=f"{_stamp_line(stamp, track.path)}\n")
 
 
-QUIET_LU = 0.5  # how far under its loudness target a track may land unmentioned
+QUIET_LU = 1.0  # how far under its loudness target a track may land unmentioned (issue 4: 1 LU)
 
 
 def quiet_note(track: Track, lufs: float) -> str | None:

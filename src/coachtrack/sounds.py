@@ -69,7 +69,8 @@ def sequence(rate: int, parts: Sequence[Audio], gap_s: float) -> Audio:
 def sound_set(chimes: ChimeSet, rate: int) -> dict[str, Audio]:
     """Every sound a profile uses, by name."""
     if chimes == "bell":
-        # A soft bell: not louder than the voice (K-weighted), as it was by 3 to 4 LU.
+        # A soft bell. Levels here are relative within a set: mastering brings the set to
+        # its profile's `chime_lufs` against the loudness target.
         return {
             "start": sequence(rate, [bell(rate, 660, seconds=0.5, level=0.135),
                                      bell(rate, 880, seconds=1.0, level=0.135)], 0.0),
