@@ -6,6 +6,7 @@ stay the same on any machine. Refresh with `pytest --update-golden`.
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pytest
@@ -45,3 +46,24 @@ def test_timeline_matches_golden_dump(
         path.write_text(text, encoding="utf-8")
     assert path.exists(), "no golden dump yet: run pytest --update-golden"
     assert text == path.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+@pytest.mark.parametrize("routine_id", sorted(ROUTINES))
+def test_no_shipped_hold_leaves_a_listener_in_silence_for_long(
+    routine_id: str, profile: str
+) -> None:
+    # A minute of digital silence mid-hold reads as a stalled player (phone hamstring-cramps
+    # had 67 s in its standing calf stretch): some cue, reminder or count comes within 50 s.
+    routine, chosen = ROUTINES[routine_id], PROFILES[profile]
+    script = make_script(routine, chosen, phrasebook(routine.language))
+    lengths = {t: modelled_length(t, chosen.rate_wpm) for t in script.texts()}
+    sounds = {k: len(v) for k, v in sound_set(chosen.chimes, SAMPLE_RATE).items()}
+    timeline = build_timeline(script, lengths, sounds, SAMPLE_RATE)
+    for hold in (e for e in timeline.events if e.kind == "hold"):
+        said = ("cue", "countdown")
+        inside = sorted(e.start for e in timeline.events
+                        if e.kind in said and hold.start < e.start < hold.end)  # fmt: skip
+        marks = [hold.start, *inside, hold.end]
+        longest = max(b - a for a, b in itertools.pairwise(marks))
+        assert longest <= 50 * SAMPLE_RATE, (hold, longest / SAMPLE_RATE)
