@@ -166,6 +166,17 @@ def test_calm_and_reminder_cues() -> None:
     assert not [e for e in tl.events if e.kind == "countdown"]  # bedside: no countdown
 
 
+def test_bedside_tells_no_time_in_a_breathing_hold_but_does_in_a_silent_one() -> None:
+    clock = {"Halfway.", "30 seconds left."}
+
+    def said(routine: Routine, profile: Profile) -> set[str | None]:
+        return {e.text for e in plan(routine, profile).events if e.kind == "cue"}
+
+    assert clock <= said(stretch(breathe="calm"), PHONE)
+    assert not clock & said(stretch(breathe="calm"), BEDSIDE)
+    assert clock <= said(stretch(), BEDSIDE)  # else silent for over a minute
+
+
 def test_short_holds_get_no_countdown_and_no_cues_that_do_not_fit() -> None:
     tl = plan(stretch("5s", breathe="intensify"), PHONE)
     assert not [e for e in tl.events if e.kind in ("countdown", "cue")]

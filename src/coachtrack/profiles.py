@@ -27,6 +27,7 @@ class Profile:
     chimes: ChimeSet
     countdown: CountdownStyle  # at the end of holds of 10 s or more
     breath_period_ms: int  # one breathing cue per period inside a hold
+    time_cues: bool  # "Halfway.", "One minute left.", ... in long holds that have breathing cues
     loudness_lufs: float  # integrated loudness target (EBU R128)
     true_peak_dbtp: float  # true-peak ceiling of the encoded file
     bitrate_kbps: int  # MP3/AAC bitrate: small files for phones, cleaner peaks for speakers
@@ -57,6 +58,7 @@ PHONE = Profile(
     chimes="bell",
     countdown="ticks",
     breath_period_ms=12_000,
+    time_cues=True,
     loudness_lufs=-16.0,
     true_peak_dbtp=-1.5,
     bitrate_kbps=64,
@@ -85,6 +87,7 @@ BEDSIDE = Profile(
     chimes="soft-bell",
     countdown="none",
     breath_period_ms=15_000,
+    time_cues=False,
     loudness_lufs=-26.0,
     true_peak_dbtp=-1.5,
     bitrate_kbps=64,
@@ -113,6 +116,7 @@ GYM = Profile(
     chimes="beeps",
     countdown="spoken",
     breath_period_ms=10_000,
+    time_cues=True,
     loudness_lufs=-14.0,
     true_peak_dbtp=-1.0,
     bitrate_kbps=96,

@@ -245,9 +245,13 @@ def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebo
     # `countdown: false` turns it off; no hold under 10 s counts down, even when asked to.
     wants_countdown = length_ms >= COUNTDOWN_MIN_HOLD_MS and hold.countdown is not False
     timed: list[TimedCue] = []
-    if length_ms >= MINUTE_LEFT_MIN_HOLD_MS:
+    # Bedside keeps a breathing hold to its breathing and the routine's reminders: a cramp
+    # at night needs no clock (a minute's hold there had six lines in it). A hold without
+    # breathing cues keeps them, or it would be silent for a minute and more.
+    time_cues = profile.time_cues or hold.breathe is None
+    if time_cues and length_ms >= MINUTE_LEFT_MIN_HOLD_MS:
         timed.append(TimedCue(60_000, book.one_minute_left))
-    if length_ms >= SECONDS_LEFT_MIN_HOLD_MS:
+    if time_cues and length_ms >= SECONDS_LEFT_MIN_HOLD_MS:
         timed.append(TimedCue(SECONDS_LEFT * 1000, book.seconds_left.format(n=SECONDS_LEFT)))
     return HoldItem(
         length_ms=length_ms,
@@ -256,7 +260,7 @@ def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebo
         breathe=hold.breathe,
         reminders=tuple(_fill(text, side) for text in hold.remind),
         countdown=wants_countdown and profile.countdown != "none",
-        halfway=book.halfway if length_ms >= HALFWAY_MIN_HOLD_MS else None,
+        halfway=book.halfway if time_cues and length_ms >= HALFWAY_MIN_HOLD_MS else None,
         timed=tuple(timed),
     )
 
