@@ -1,9 +1,11 @@
 """Bring a track to its profile's loudness with its true peaks under the ceiling.
 
 Each distinct sound (a spoken line, a chime) is band-limited to what the encoder
-keeps, and limited on its own true-peak envelope; the gain is then found from
-the energy each placed sound contributes to the 100 ms loudness blocks. Nothing
-renders the track: the cost is that of the distinct sounds, not of its length.
+keeps, and limited on its own true-peak envelope; the voice's gain is then found
+from the energy each placed sound contributes to the 100 ms loudness blocks.
+Chimes and a music bed play at levels of their own, set against the loudness
+target (`Profile.chime_lufs`, `music_level_db`). Nothing renders the track: the
+cost is that of the distinct sounds, not of its length.
 
 The gain solve works on groups of `GROUP` samples (each group's highest true peak
 and its summed K-weighted energy), which keeps it fast and a sound's solver data
@@ -62,7 +64,7 @@ Curves = dict[Key, list[tuple[int, npt.NDArray[np.float32]]]]  # group where a c
 class Mastering:
     """How a track was brought to its profile's loudness."""
 
-    gain: float  # applied to every sound after its own limiting
+    gain: float  # applied to every spoken line after its own limiting (chimes: their own)
     ceiling: float  # linear true-peak ceiling each sound was limited to
     measured_lufs: float  # integrated loudness of the finished mix, as planned
 
