@@ -40,7 +40,8 @@ class Profile:
     # the voice would have to be pushed past what the limiter can give to reach the target)
     first_speech_ms: int  # where the first line starts (after the start chime)
     gap_ms: int  # silence between two spoken lines
-    chime_lead_ms: int  # end of speech -> onset of a hold's start chime (>= 300)
+    chime_lead_ms: int  # end of speech -> onset of a hold's start chime (>= 300): a moment to
+    # settle into the position just described before the hold is timed
     after_chime_ms: int  # onset of a hold's end chime -> next speech
     step_gap_ms: int  # extra silence before each new step or side
     cue_gap_ms: int  # least silence around a cue inside a hold
@@ -69,7 +70,7 @@ PHONE = Profile(
     music_level_db=-1.0,
     first_speech_ms=1_300,
     gap_ms=450,
-    chime_lead_ms=400,
+    chime_lead_ms=1_000,
     after_chime_ms=900,
     step_gap_ms=900,
     cue_gap_ms=500,
@@ -98,7 +99,7 @@ BEDSIDE = Profile(
     music_level_db=-60.0,
     first_speech_ms=900,
     gap_ms=800,
-    chime_lead_ms=600,
+    chime_lead_ms=1_500,
     after_chime_ms=1_400,
     step_gap_ms=1_400,
     cue_gap_ms=800,
