@@ -292,6 +292,14 @@ def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> 
         "bad.yaml:3:5: steps[0]: missing required key 'do'",
     ]
     assert not (tmp_path / "out").exists()
+    # A bed where the profile has none, and a voice the engine lacks: said together too.
+    args = ["bad.yaml", "-p", "bedside", "--music", "song.mp3", "--voice", "vulcan"]
+    result = run_cli("build", *args, "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert [line.split(":")[0] for line in result.stderr.splitlines()] == [
+        "bad.yaml", "coachtrack", "coachtrack"
+    ]  # fmt: skip
+    assert "--music" in result.stderr and "'vulcan'" in result.stderr
     for command, extra in (("plan", []), ("mix", ["--out", "out/s.mp3"])):
         result = run_cli(command, "bad.yaml", "-p", "nightly", *extra, cache=tmp_path / "c",
                          cwd=tmp_path)  # fmt: skip

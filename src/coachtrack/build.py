@@ -478,15 +478,20 @@ def build_all(
     return [t.path for t in tracks]
 
 
-def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
-    if options.music is None:
-        return None
-    refused = sorted({t.profile.name for t in tracks if not t.profile.music_allowed})
-    if refused:
+def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
+    """A UserError if a music bed is asked for under a profile that has none."""
+    refused = sorted({p.name for p in profiles if not p.music_allowed})
+    if music is not None and refused:
         raise UserError(
             f"--music: the {', '.join(refused)} profile has no music bed "
             "(it must not wake a sleeping partner); leave out --music or that profile"
         )
+
+
+def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
+    if options.music is None:
+        return None
+    check_music(options.music, [t.profile for t in tracks])
     from coachtrack.music import load_music
 
     return load_music(options.music, SAMPLE_RATE)

@@ -180,6 +180,8 @@ def build_cmd(
     chosen_format = problems.collect(_format, fmt)
     profiles = problems.collect(_profiles, profile)
     routines = problems.collect(load_routines, paths or DEFAULT_PATHS)
+    problems.collect(build.check_music, music, profiles or [])
+    studio = problems.collect(_studio, voice, jobs)  # an unknown --voice
     problems.raise_any()
     options = build.BuildOptions(out_dir=out, fmt=chosen_format, voice=voice, jobs=jobs,
                                  force=force, music=music)  # fmt: skip
@@ -187,7 +189,7 @@ def build_cmd(
         _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
     with _progress_bar() as progress:
-        written = build.build_all(_studio(voice, jobs), tracks, options, progress)
+        written = build.build_all(studio, tracks, options, progress)
     for path in written:
         typer.echo(str(path))
 
@@ -204,12 +206,14 @@ def mix(
     problems = _Problems()
     chosen = problems.collect(get_profile, profile)
     routines = problems.collect(load_routines, paths)
+    problems.collect(build.check_music, music, [chosen] if chosen else [])
+    studio = problems.collect(_studio, voice, 2)  # an unknown --voice
     problems.raise_any()
     track = build.session_track(routines, chosen, out)
     _out_folder(out.parent)
     options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:
-        typer.echo(str(build.mix_session(_studio(voice, 2), track, options, progress)))
+        typer.echo(str(build.mix_session(studio, track, options, progress)))
 
 
 @app.command(name="list")

@@ -78,7 +78,7 @@ def sound_set(chimes: ChimeSet, rate: int) -> dict[str, Audio]:
                                    bell(rate, 660, seconds=1.2, level=0.135)], 0.0),
             "hold-start": bell(rate, 880, seconds=0.9, level=0.125),
             "hold-end": bell(rate, 660, seconds=1.0, level=0.125),
-            "tick": bell(rate, 1760, seconds=0.09, level=0.13, partials=((1.0, 1.0),),
+            "tick": bell(rate, 1760, seconds=0.09, level=0.18, partials=((1.0, 1.0),),
                          attack_s=0.001, decay_s=0.02),
         }  # fmt: skip
     if chimes == "soft-bell":
