@@ -212,10 +212,15 @@ def write_playlist(folder: Path) -> None:
     )
     lines = ["#EXTM3U"]
     for name in tracks:
-        summary = summary_or_fallback(folder / name)
-        seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
-        lines += [f"#EXTINF:{seconds},{_one_line(summary.title)}", name]
+        lines += [_extinf(folder / name), name]
     files.write_text(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
+
+
+def _extinf(track: Path) -> str:
+    """A track's `#EXTINF` line: its length in seconds (-1 if unreadable) and title."""
+    summary = summary_or_fallback(track)
+    seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
+    return f"#EXTINF:{seconds},{_one_line(summary.title)}"
 
 
 def add_to_playlist(track: Path) -> None:
@@ -232,9 +237,7 @@ def add_to_playlist(track: Path) -> None:
         lines = ["#EXTM3U"]
     except UnicodeDecodeError:  # not one we could have written: leave it whole
         return
-    summary = summary_or_fallback(track)
-    seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
-    entry = f"#EXTINF:{seconds},{_one_line(summary.title)}"
+    entry = _extinf(track)
     if track.name in lines:
         at = lines.index(track.name)
         if at > 0 and lines[at - 1].startswith("#EXTINF:"):

@@ -232,19 +232,15 @@ class _Solver:
             self.sounds[_key(event)].starts.append(event.start)
         self.voices = [key for key in self.sounds if key[0] == "text"]
         self.chimes = [key for key in self.sounds if key[0] == "sound"]
-        self.base = np.zeros(self.total // self.block + 2)  # the voice's energy, before gain
-        for key in self.voices:
-            sound = self.sounds[key]
-            cum = loudness.cumulative(sound.squares.astype(np.float32))
-            for start in sound.starts:
-                _bin_groups(self.base, start, cum, self.block)
+        self.base = self._energy(self.voices)  # the voice's, before limiting and gain
         self.sounds_lufs: dict[float, float] = {}  # the voice's, by gain (dB): `loudness_at`
         # Chimes (bells, beeps, ticks) play at the profile's level for them, set against
         # the target: not wherever the voice's gain and the limiter happened to put them
         # (gym beeps were 8 LU over the voice, and a short phone track's bells over it).
         self.chime_gain = self._chime_gain(target + mix.profile.chime_lufs)
         self.chime_curves = self.limits(self.chime_gain, self.chimes)
-        self.fixed = self._limited_energy(self.chimes, self.chime_curves)
+        self.fixed = self._energy(self.chimes)
+        self._take_off(self.fixed, self.chime_curves)
         self.fixed *= self.chime_gain**2  # what does not follow `gain`: chimes, and the bed
         self.bed = _music_energy(mix, self.base)
         # The bed plays `music_level_db` under the track's loudness target in the finished
@@ -277,18 +273,27 @@ class _Solver:
             return 1.0
         return loudness.db_to_gain(lufs - (-0.691 + 10 * math.log10(loudest / (n * GROUP))))
 
-    def _limited_energy(self, keys: list[Key], curves: Curves) -> npt.NDArray[np.float64]:
-        """Block energies of these sounds, each as its limiter curves leave it."""
+    def _energy(self, keys: list[Key]) -> npt.NDArray[np.float64]:
+        """Block energies of these sounds where they are placed, before any limiting."""
         energy = np.zeros(self.total // self.block + 2)
         for key in keys:
             sound = self.sounds[key]
-            squares = sound.squares.astype(np.float64)
-            for a, curve in curves.get(key, []):
-                squares[a : a + len(curve)] *= curve.astype(np.float64) ** 2
-            cum = loudness.cumulative(squares)
+            cum = loudness.cumulative(sound.squares.astype(np.float32))
             for start in sound.starts:
                 _bin_groups(energy, start, cum, self.block)
         return energy
+
+    def _take_off(self, energy: npt.NDArray[np.float64], curves: Curves) -> None:
+        """Take from block energies what the limiter curves take off their sounds."""
+        for key, parts in curves.items():
+            sound = self.sounds[key]
+            removed = np.zeros(len(sound.squares))
+            for a, curve in parts:
+                squares = sound.squares[a : a + len(curve)].astype(np.float64)
+                removed[a : a + len(curve)] = squares * (curve.astype(np.float64) ** 2 - 1.0)
+            cum = loudness.cumulative(removed)
+            for start in sound.starts:
+                _bin_groups(energy, start, cum, self.block)
 
     def sound_ceiling(self, gain: float) -> float:
         """The ceiling each sound is limited to before `gain`."""
@@ -323,15 +328,7 @@ class _Solver:
         gain = loudness.db_to_gain(gain_db)
         curves = self.limits(gain)
         energy = self.base.copy()
-        for key, parts in curves.items():
-            sound = self.sounds[key]
-            removed = np.zeros(len(sound.squares))
-            for a, curve in parts:
-                squares = sound.squares[a : a + len(curve)].astype(np.float64)
-                removed[a : a + len(curve)] = squares * (curve.astype(np.float64) ** 2 - 1.0)
-            cum = loudness.cumulative(removed)
-            for start in sound.starts:
-                _bin_groups(energy, start, cum, self.block)
+        self._take_off(energy, curves)
         energy = energy * gain * gain
         self.sounds_lufs[gain_db] = loudness.gated_loudness(energy, self.block, self.total)
         return loudness.gated_loudness(energy + self.fixed, self.block, self.total), curves

@@ -337,6 +337,9 @@ def index_page(tracks: Sequence[tuple[str, str, int]], *, profile: str) -> str:
     )
 
 
+_GENERATOR = '<meta name="generator" content="coachtrack">'  # how `is_ours` knows a page
+
+
 def is_ours(path: Path) -> bool:
     """Whether the page at `path` was written by coachtrack (its generator tag says so)."""
     try:
@@ -344,7 +347,7 @@ def is_ours(path: Path) -> bool:
             head = stream.read(4096)
     except OSError:
         return False
-    return '<meta name="generator" content="coachtrack">' in head
+    return _GENERATOR in head
 
 
 def write_page(path: Path, html: str) -> None:
@@ -486,7 +489,7 @@ def _document(
 <meta http-equiv="Content-Security-Policy" content="{_CSP}">
 <meta name="color-scheme" content="{scheme}">
 <meta name="theme-color" content="{theme["bg"]}">
-<meta name="generator" content="coachtrack">
+{_GENERATOR}
 <link rel="icon" href="data:,">
 <title>{_esc(title)}</title>
 <style>
