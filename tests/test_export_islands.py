@@ -745,3 +745,68 @@ def test_writing_from_a_forked_process_forks_its_own_workers(
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert again.read_bytes() == path.read_bytes()
+
+
+# --- the true-peak check ------------------------------------------------------------
+
+
+def decoded_peak_db(samples: Samples) -> float:
+    from coachtrack import loudness
+
+    return 20 * np.log10(loudness.true_peak(samples.astype(np.float64) / 32768))
+
+
+def two_islands() -> Samples:
+    """A quiet island, then one so loud that LAME's noise takes it over -3 dBTP."""
+    rng = np.random.default_rng(11)
+    pcm = np.zeros(12 * SR, np.int16)
+    pcm[SR : 3 * SR] = speechlike(rng, 2 * SR, 1000)
+    loud = speechlike(rng, 2 * SR, 9000)
+    pcm[7 * SR : 9 * SR] = np.clip(loud, -23000, 23000)  # -3 dBFS on the samples
+    return pcm
+
+
+@pytest.mark.parametrize("processes", [1, 2])
+def test_an_island_decoding_over_the_ceiling_is_encoded_again_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], processes: int
+) -> None:
+    use_processes(monkeypatch, processes)
+    pcm = two_islands()
+    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
+    write(free, pcm)
+    n = len(pcm)
+    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
+                true_peak_dbtp=-3.0)  # fmt: skip
+    before, after = decode(free), decode(checked)
+    quiet, loud = slice(0, 5 * SR), slice(5 * SR, n)
+    over = decoded_peak_db(before[loud]) - -3.0
+    assert over > 0  # the noise rode over the ceiling ...
+    assert -4.0 < decoded_peak_db(after[loud]) <= -3.0 - 0.25  # ... and now it does not
+    # Turned down by about what it was over, no more; the quiet island is as it was.
+    energy = np.sum(after[loud].astype(float) ** 2) / np.sum(before[loud].astype(float) ** 2)
+    assert -(over + 1.0) < 10 * np.log10(energy) < 0
+    assert np.array_equal(after[quiet], before[quiet])
+    assert read_track_info(checked).duration_ms == read_track_info(free).duration_ms
+
+
+def test_an_island_under_the_ceiling_keeps_its_bytes(
+    encoded: tuple[Samples, Path], tmp_path: Path
+) -> None:
+    pcm, path = encoded
+    checked = tmp_path / "t.mp3"
+    write_track(checked, chunked(pcm, (SR,)), n_samples=len(pcm), sample_rate=SR,
+                info=info_for(len(pcm)), true_peak_dbtp=0.0)  # fmt: skip
+    assert checked.read_bytes() == path.read_bytes()
+
+
+def test_an_island_too_long_to_keep_streams_unchecked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(export, "_CHECKED_ISLAND_BYTES", 4 * GRANULE * 2)
+    pcm = two_islands()
+    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
+    write(free, pcm)
+    n = len(pcm)
+    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
+                true_peak_dbtp=-3.0)  # fmt: skip
+    assert checked.read_bytes() == free.read_bytes()

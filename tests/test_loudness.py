@@ -90,3 +90,19 @@ def test_limiter_works_only_around_the_overs_yet_matches_a_whole_pass() -> None:
     assert gains is not None
     assert np.allclose(gains, whole, rtol=0, atol=1e-9)  # running sums round differently
     assert (level * gains <= ceiling + 1e-12).all()
+
+
+def test_true_peak_above_a_floor_is_the_true_peak_where_it_tops_the_floor() -> None:
+    rng = np.random.default_rng(2)
+    spectrum = np.fft.rfft(rng.standard_normal(30_001))
+    spectrum[int(len(spectrum) * 0.8) :] = 0  # band-limited, as a decoder's output is
+    x = (np.fft.irfft(spectrum, 30_001) * 0.3).astype(np.float32)
+    assert loudness.true_peak_above(x, 0.0) == pytest.approx(loudness.true_peak(x), rel=1e-4)
+    # A quarter-rate sine sampled off its peaks: 0.707 on the samples, 1 between them.
+    t = np.arange(4000)
+    hidden = np.sin(2 * np.pi * t / 4 + np.pi / 4).astype(np.float32)
+    exact = loudness.true_peak(hidden)
+    assert exact > 0.99 and loudness.true_peak_above(hidden, 0.5) == pytest.approx(exact, rel=1e-4)
+    # Under the floor, the samples' own peak stands: nothing is interpolated.
+    assert loudness.true_peak_above(hidden, 0.8) == pytest.approx(0.7071, abs=1e-4)
+    assert loudness.true_peak_above(np.zeros(0, np.float32), 0.0) == 0.0

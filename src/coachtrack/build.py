@@ -371,6 +371,7 @@ def render(
         info=info,
         fmt=track.fmt,
         bitrate_kbps=track.profile.bitrate_kbps,
+        true_peak_dbtp=track.profile.true_peak_dbtp,
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
     sheet = cue_sheet(timeline)

@@ -55,7 +55,7 @@ from mutagen.id3 import (
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
-from coachtrack import files
+from coachtrack import files, loudness
 from coachtrack.errors import BuildError
 from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
@@ -147,8 +147,13 @@ def write_track(
     info: TrackInfo,
     fmt: TrackFormat = "mp3",
     bitrate_kbps: int = 64,
+    true_peak_dbtp: float | None = None,
 ) -> None:
-    """Encode mono int16 chunks (n_samples in all) into a tagged track at `path`, atomically."""
+    """Encode mono int16 chunks (n_samples in all) into a tagged track at `path`, atomically.
+
+    With `true_peak_dbtp`, an MP3 made of LAME islands decodes under that ceiling
+    (see "The true-peak check" below); other formats are written as they come.
+    """
     if n_samples <= 0 or sample_rate <= 0 or bitrate_kbps <= 0:
         raise ValueError(f"bad track parameters: {n_samples=}, {sample_rate=}, {bitrate_kbps=}")
     path = Path(path)
@@ -165,6 +170,7 @@ def write_track(
                 info=info,
                 bitrate_kbps=bitrate_kbps,
                 final=path,
+                true_peak_dbtp=true_peak_dbtp,
             )
         elif fmt == "m4a":
             _write_m4a(
@@ -340,13 +346,22 @@ def _write_mp3(
     info: TrackInfo,
     bitrate_kbps: int,
     final: Path,
+    true_peak_dbtp: float | None,
 ) -> None:
     encoder = os.environ.get(ENCODER_ENV, "lame")
     if encoder not in ("lame", "ffmpeg"):
         raise BuildError(f"{ENCODER_ENV}={encoder!r}: expected 'lame' or 'ffmpeg'")
     stream = _Mp3Format(sample_rate, bitrate_kbps)
     if encoder == "lame" and stream.islands_apply:
-        _write_mp3_islands(tmp, chunks, n_samples=n_samples, stream=stream, info=info, final=final)
+        _write_mp3_islands(
+            tmp,
+            chunks,
+            n_samples=n_samples,
+            stream=stream,
+            info=info,
+            final=final,
+            true_peak_dbtp=true_peak_dbtp,
+        )
     else:
         _write_mp3_ffmpeg(
             tmp,
@@ -621,7 +636,9 @@ class _Silence:
 class _Island:
     """A fresh LAME encoder fed the track from frame `start` on, and its frames not yet out."""
 
-    def __init__(self, stream: _Mp3Format, silence: _Silence, *, start: int) -> None:
+    def __init__(
+        self, stream: _Mp3Format, silence: _Silence, *, start: int, keep: bool = False
+    ) -> None:
         self.start = start
         self.fed = start  # granules [start, fed) have gone in
         self.taken = start  # frames [start, taken) have come out
@@ -630,9 +647,23 @@ class _Island:
         self._silence = silence
         self._encoder = stream.encoder()
         self._pending = bytearray()
+        # What was fed, while `keep` and short enough to encode again (see `checked`).
+        self.fed_sound: list[tuple[int, bytes]] | None = [] if keep else None
+        self._kept_bytes = 0
+
+    @property
+    def checked(self) -> bool:
+        """Whether its sound is kept, and its frames held back, until its true peak is known."""
+        return self.fed_sound is not None
 
     def feed(self, granule: int, pcm: bytes) -> None:
         """Feed silence up to `granule`, then `pcm` (whole granules, 16-bit LE) from there on."""
+        if self.fed_sound is not None and pcm:
+            self._kept_bytes += len(pcm)
+            if self._kept_bytes <= _CHECKED_ISLAND_BYTES:
+                self.fed_sound.append((granule, pcm))
+            else:
+                self.fed_sound = None  # too long to hold: it streams, unchecked
         while self.fed < granule:
             count = min(granule - self.fed, len(_ZERO_GRANULES) // (2 * _GRANULE))
             self._pending += self._encoder.encode(_ZERO_GRANULES[: 2 * _GRANULE * count])
@@ -691,29 +722,99 @@ def _island_end(last_sound: int, n_frames: int) -> int:
     return min(n_frames, last_sound + 1 + _TAIL_FRAMES)
 
 
+# --- The true-peak check
+#
+# LAME's coding noise rides on the sound's peaks: the shipped routines decode 0.5 to 2 dB
+# over the true peak of what was fed, so mastering aims ENCODER_MARGIN_DB under the
+# ceiling. That is a margin, not a bound. So each island is decoded (libsndfile) as soon
+# as it is encoded, in the process that encoded it, and its true peak measured; an island
+# over the ceiling is encoded again from its sound, made just quiet enough, until it
+# decodes under it. One island of speech turned down a fraction of a decibel is not
+# heard; the rest of the track is left as it was. An island longer than the sound kept
+# for this (a music bed under a whole session) streams unchecked.
+
+_CHECK_ROOM_DB = 0.3  # an island decodes this far under the ceiling at least ...
+_CHECK_AIM_DB = 0.5  # ... and one encoded again is aimed this far under it
+_CHECK_FLOOR_DB = 6.0  # windows this far under the ceiling need no interpolation
+_CHECK_ATTEMPTS = 4
+_CHECKED_ISLAND_BYTES = 1 << 23  # sound kept for encoding again: 3 min 10 s at 22.05 kHz
+
+
+def _decoded_true_peak(frames: bytes, floor: float) -> float:
+    """The true peak (linear) of MPEG audio frames as a decoder plays them."""
+    import soundfile  # the decoder: libsndfile, which has mpg123 in its wheel
+
+    with soundfile.SoundFile(io.BytesIO(frames)) as decoded:
+        audio = decoded.read(dtype="float32")
+    return loudness.true_peak_above(audio, floor)
+
+
+def _scaled(pcm: bytes, gain: float) -> bytes:
+    """16-bit LE samples times `gain` (under 1), rounded."""
+    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
+    quieter: npt.NDArray[np.int16] = np.rint(samples * np.float32(gain)).astype("<i2")
+    return quieter.tobytes()
+
+
 class _IslandEncoders:
     """The encoders of the islands open in one process (the writer's or a worker's), by number."""
 
-    def __init__(self, stream: _Mp3Format, silence: _Silence, n_frames: int) -> None:
-        self._stream = stream
-        self._silence = silence
-        self._n_frames = n_frames
+    def __init__(
+        self,
+        stream: _Mp3Format,
+        silence: _Silence,
+        n_frames: int,
+        *,
+        true_peak_dbtp: float | None = None,
+    ) -> None:
+        self.stream = stream
+        self.silence = silence
+        self.n_frames = n_frames
+        self._ceiling = (
+            None if true_peak_dbtp is None else loudness.db_to_gain(true_peak_dbtp - _CHECK_ROOM_DB)
+        )
         self._open: dict[int, _Island] = {}
+        self.encoded_again = 0  # islands encoded again, quieter, in this process
 
     def open(self, island: int, start: int) -> None:
         """Start an island's encoder at frame `start`."""
-        self._open[island] = _Island(self._stream, self._silence, start=start)
+        keep = self._ceiling is not None
+        self._open[island] = _Island(self.stream, self.silence, start=start, keep=keep)
 
     def feed(self, island: int, granule: int, pcm: bytes) -> bytes:
         """Feed the island sound from `granule` on; its frames that are ready."""
         encoder = self._open[island]
         encoder.feed(granule, pcm)
         encoder.last_sound = encoder.fed - 1
-        return encoder.take(_island_end(encoder.last_sound, self._n_frames))
+        if encoder.checked:
+            return b""  # held until its true peak is known
+        return encoder.take(_island_end(encoder.last_sound, self.n_frames))
 
     def close(self, island: int, end: int) -> bytes:
-        """Flush the island's encoder; its last frames, up to frame `end`."""
-        return self._open.pop(island).finish(end)
+        """Flush the island's encoder; its last frames (all of them if held), up to frame `end`."""
+        encoder = self._open.pop(island)
+        frames = encoder.finish(end)
+        if self._ceiling is None or encoder.fed_sound is None:
+            return frames
+        return self._under_ceiling(encoder.start, encoder.fed_sound, frames, end, self._ceiling)
+
+    def _under_ceiling(
+        self, start: int, sound: list[tuple[int, bytes]], frames: bytes, end: int, ceiling: float
+    ) -> bytes:
+        """The island's frames, encoded again quieter while they decode over `ceiling`."""
+        floor = ceiling * loudness.db_to_gain(-_CHECK_FLOOR_DB)
+        gain = 1.0
+        for _ in range(_CHECK_ATTEMPTS):
+            peak = _decoded_true_peak(frames, floor)
+            if peak <= ceiling:
+                break
+            gain *= ceiling / peak * loudness.db_to_gain(_CHECK_ROOM_DB - _CHECK_AIM_DB)
+            again = _Island(self.stream, self.silence, start=start)
+            for granule, pcm in sound:
+                again.feed(granule, _scaled(pcm, gain))
+            frames = again.finish(end)
+            self.encoded_again += 1
+        return frames
 
 
 # --- MP3 islands in worker processes --------------------------------------------------
@@ -1080,24 +1181,15 @@ class _Placed:
 class _IslandWriter:
     """Writes a track's audio frames: LAME's around the sound, silent frames elsewhere."""
 
-    def __init__(
-        self,
-        out: IO[bytes],
-        stream: _Mp3Format,
-        silence: _Silence,
-        n_frames: int,
-        *,
-        processes: int,
-    ) -> None:
+    def __init__(self, out: IO[bytes], encoders: _IslandEncoders, *, processes: int) -> None:
         self._out = out
-        self._silence = silence
-        self._padding_period = stream.padding_period
-        self._n_frames = n_frames
+        self._silence = silence = encoders.silence
+        self._padding_period = encoders.stream.padding_period
+        self._n_frames = encoders.n_frames
         self._carry = np.zeros(0, np.int16)  # the samples of a granule not yet whole
         self._granules = 0  # granules [0, _granules) have been seen
         self._written = 0  # frames [0, _written) are in `out`
         self._silent_block = memoryview(silence.cycle * _SILENT_CYCLES)
-        encoders = _IslandEncoders(stream, silence, n_frames)
         self._encoders = _EncoderPool(encoders, self._receive, processes=processes)
         self._islands: dict[int, _Placed] = {}  # not yet wholly written, in order
         self._island: int | None = None  # the island open for sound
@@ -1232,6 +1324,7 @@ def _write_mp3_islands(
     stream: _Mp3Format,
     info: TrackInfo,
     final: Path,
+    true_peak_dbtp: float | None,
 ) -> None:
     silence = _Silence.of(stream)
     n_frames = stream.frames_for(n_samples)
@@ -1243,8 +1336,8 @@ def _write_mp3_islands(
             out.write(_id3_tag(info))
             info_at = out.tell()
             out.write(bytes(info_size))
-            processes = _encoder_processes()
-            with _IslandWriter(out, stream, silence, n_frames, processes=processes) as writer:
+            encoders = _IslandEncoders(stream, silence, n_frames, true_peak_dbtp=true_peak_dbtp)
+            with _IslandWriter(out, encoders, processes=_encoder_processes()) as writer:
                 sent = 0
                 for chunk in chunks:
                     pcm = _samples(chunk)

@@ -155,6 +155,42 @@ def true_peak(audio: npt.NDArray[np.floating]) -> float:
     return float(np.max(true_peak_envelope(audio)))
 
 
+TRUE_PEAK_WINDOW = 448  # samples judged together; with the context, a 576-point transform
+_TRUE_PEAK_CONTEXT = 64  # samples either side, so the window's edges are interpolated well
+_TRUE_PEAK_BATCH = 1024  # windows transformed at once
+
+
+def true_peak_above(x: npt.NDArray[np.float32], floor: float, *, factor: int = 4) -> float:
+    """`true_peak(x)` wherever that tops `floor`, in windows, and quickly for long sounds.
+
+    Only windows whose sample peak is over `floor` are interpolated: elsewhere the
+    sample peak stands, so the answer is exact wherever it matters when `floor` sits
+    far enough under the level of interest (decoded MP3 speech rose up to 4 dB between
+    samples, measured on the shipped routines).
+    """
+    n, width, context = len(x), TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT
+    if not n:
+        return 0.0
+    windows = -(-n // width)
+    padded = np.zeros(windows * width + 2 * context, dtype=np.float32)
+    padded[context : context + n] = x
+    peaks = np.abs(padded[context : context + windows * width]).reshape(windows, width).max(1)
+    best = float(peaks.max())
+    loud = np.flatnonzero(peaks > floor)
+    if not len(loud):
+        return best
+    size = width + 2 * context
+    step, offsets = dsp.fraction_ramp(size, factor), np.arange(size)
+    for first in range(0, len(loud), _TRUE_PEAK_BATCH):  # a few MB at a time
+        starts = loud[first : first + _TRUE_PEAK_BATCH] * width
+        spectra = np.fft.rfft(padded[starts[:, None] + offsets], axis=1)
+        for _ in range(factor - 1):
+            spectra *= step
+            between = np.fft.irfft(spectra, size, axis=1)[:, context : context + width]
+            best = max(best, float(np.abs(between).max()))
+    return best
+
+
 def limiter_gain(
     level: npt.NDArray[np.float64], ceiling: float, window: int
 ) -> npt.NDArray[np.float64] | None:
