@@ -297,13 +297,77 @@ def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> 
     result = run_cli("build", *args, "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert [line.split(":")[0] for line in result.stderr.splitlines()] == [
-        "bad.yaml", "coachtrack", "coachtrack"
+        "bad.yaml", "coachtrack", "song.mp3", "coachtrack"
     ]  # fmt: skip
     assert "--music" in result.stderr and "'vulcan'" in result.stderr
     for command, extra in (("plan", []), ("mix", ["--out", "out/s.mp3"])):
         result = run_cli(command, "bad.yaml", "-p", "nightly", *extra, cache=tmp_path / "c",
                          cwd=tmp_path)  # fmt: skip
         assert result.returncode == 2 and len(result.stderr.splitlines()) == 2, result.stderr
+
+
+def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(top("id: a"), encoding="utf-8")
+    (tmp_path / "de.yaml").write_text(top("language: de"), encoding="utf-8")
+    args = ["mix", "a.yaml", "de.yaml", "--out", "s.ogg", "--music", "missing.mp3"]
+    result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert sorted(result.stderr.splitlines()) == [
+        "de.yaml: language: a session speaks one language: 'de' here, 'en' in a.yaml",
+        "missing.mp3: --music: no such music file",
+        "s.ogg: --out: must end in .mp3, .m4a or .wav",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["mix", "short.yaml", "--out", "song.mp3", "--music", "song.mp3"],
+         "song.mp3: --music: is where the track would be written; choose another --out"),
+        (["plan", "short.yaml", "--svg", "short.yaml"], "short.yaml: --svg: is the routine itself"),
+        (["plan", "short.yaml", "--json", "--svg", "."],
+         ".: --svg: is a folder; name the picture's file"),
+        (["mix", "short.yaml", "--out", "out/index.mp3"],
+         "out/index.mp3: --out: a track named 'index' would have its page overwritten by the "
+         "folder's index.html; choose another name"),
+        (["build", "index.yaml", "--out", "out"],
+         "index.yaml: id: a track named 'index' would have its page overwritten by the "
+         "folder's index.html; choose another name"),
+        (["build", "short.yaml", "--out", "blocked"],
+         "blocked/phone/short.lrc: a folder is in the way of this output; move it or choose "
+         "another --out"),
+    ],
+    ids=["music-is-out", "svg-is-routine", "svg-is-folder", "mix-index", "build-index",
+         "folder-in-the-way"],
+)  # fmt: skip
+def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    (tmp_path / "index.yaml").write_text(top("level: easy"), encoding="utf-8")
+    (tmp_path / "song.mp3").write_bytes(b"the user's own music")
+    (tmp_path / "blocked" / "phone" / "short.lrc").mkdir(parents=True)
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [message]
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+    assert not (tmp_path / "out").exists()
+    assert [p.name for p in (tmp_path / "blocked" / "phone").iterdir()] == ["short.lrc"]
+
+
+def test_an_unknown_encoder_setting_is_refused_before_anything_is_spoken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    monkeypatch.setenv("COACHTRACK_ENCODER", "LAME")
+    for args in (["build", "--format", "wav", "--out", "out"], ["mix", "--out", "out/s.mp3"]):
+        result = run_cli(args[0], "short.yaml", *args[1:], cache=tmp_path / "c", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            "coachtrack: COACHTRACK_ENCODER='LAME': expected 'lame' or 'ffmpeg'"
+        ]
+        assert not (tmp_path / "out").exists() and not (tmp_path / "c").exists()
 
 
 @pytest.mark.engine
@@ -362,6 +426,19 @@ def test_voices_lists_id_languages_and_name(tmp_path: Path) -> None:
     rows = [line.split() for line in result.stdout.splitlines()]
     assert ["gmw/de", "de", "German"] in rows
     assert all(row[1].split(",")[0].split("-")[0] == "de" for row in rows)
+
+
+@pytest.mark.engine
+def test_a_reminder_its_hold_has_no_room_for_is_noted(tmp_path: Path) -> None:
+    (tmp_path / "r.yaml").write_text(actions("- hold: 2s\n  remind: Relax."), encoding="utf-8")
+    for command, extra in (("plan", []), ("build", ["--out", "out"])):
+        result = run_cli(command, "r.yaml", "-p", "gym", *extra, cache=tmp_path / "c",
+                         cwd=tmp_path)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert result.stderr.splitlines() == [
+            'coachtrack: note: r.yaml: the reminder "Relax." does not fit in its hold in the '
+            "gym profile (a hold's first 3 s and its countdown stay free), so it is not said"
+        ]
 
 
 @pytest.mark.engine

@@ -24,7 +24,7 @@ import pytest
 from mutagen.mp3 import MP3
 
 from coachtrack import export
-from coachtrack.errors import BuildError
+from coachtrack.errors import BuildError, UserError
 from coachtrack.export import TrackInfo, read_track_info, write_track
 from coachtrack.tools import ffmpeg_path, ffprobe_path
 
@@ -406,9 +406,9 @@ def test_music_crc_of_a_file_in_blocks(
 # --- choosing, failing, streaming ---------------------------------------------------
 
 
-def test_unknown_encoder_is_a_build_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_unknown_encoder_is_a_user_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(export.ENCODER_ENV, "lamee")
-    with pytest.raises(BuildError, match="COACHTRACK_ENCODER"):
+    with pytest.raises(UserError, match="COACHTRACK_ENCODER"):
         write(tmp_path / "t.mp3", track(SR))
     assert list(tmp_path.iterdir()) == []
 

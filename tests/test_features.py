@@ -246,8 +246,27 @@ def test_pages_and_svg(three: Path, tmp_path: Path, cache: Path) -> None:
         assert 'src="short.mp3"' in html and "Short test routine" in html
         assert "short.html" in (three / profile / "index.html").read_text(encoding="utf-8")
     svg = tmp_path / "timeline.svg"
-    assert run_cli("plan", str(SHORT), "--svg", str(svg), cache=cache).returncode == 0
+    result = run_cli("plan", str(SHORT), "--json", "--svg", str(svg), cache=cache)
+    assert result.returncode == 0, result.stderr
     assert ET.parse(svg).getroot().tag.endswith("svg")
+    assert json.loads(result.stdout)["routine"] == "short"  # the picture, and the plan too
+
+
+def test_a_session_plays_a_routine_given_twice_whatever_the_case_of_its_suffix(
+    three: Path, tmp_path: Path, cache: Path
+) -> None:
+    session = tmp_path / "Twice.MP3"
+    result = run_cli("mix", str(SHORT), str(SHORT), "--out", str(session), "-p", "gym",
+                     cache=cache)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    once = ffprobe_chapters(three / "gym" / "short.mp3")
+    assert len(ffprobe_chapters(session)) == 2 * len(once)
+    extinf, name = (tmp_path / "playlist.m3u8").read_text(encoding="utf-8").splitlines()[1:]
+    seconds = int(extinf.split(":")[1].split(",")[0])
+    assert extinf.endswith(",Short test routine + Short test routine") and seconds > 0
+    assert name == "Twice.MP3"
+    index = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'href="Twice.html"' in index and "1 track ·" in index
 
 
 @pytest.mark.parametrize("checked", [True, False])

@@ -210,6 +210,19 @@ def test_folder_files_list_a_damaged_track_rather_than_fail(tmp_path: Path) -> N
     assert "broken.mp3" in (tmp_path / "playlist.m3u8").read_text(encoding="utf-8")
 
 
+def test_folder_files_keep_a_user_s_own_index_and_list_any_case_of_suffix(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "Loud.MP3").write_bytes(b"\0" * 100)
+    (tmp_path / "Loud.html").write_text("<p>old</p>", encoding="utf-8")
+    write_folder_files(tmp_path)
+    assert 'href="Loud.html"' in (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert "Loud.MP3" in (tmp_path / "playlist.m3u8").read_text(encoding="utf-8")
+    (tmp_path / "index.html").write_text("<p>their page</p>", encoding="utf-8")
+    write_folder_files(tmp_path)
+    assert (tmp_path / "index.html").read_text(encoding="utf-8") == "<p>their page</p>"
+
+
 def test_page_speaks_the_routine_language_and_survives_an_empty_sheet() -> None:
     sheet = tiny_sheet() | {"language": "de"}
     page = session_page(sheet, title="Waden", audio_file="w.mp3", profile="bedside")

@@ -176,6 +176,14 @@ def test_calm_and_reminder_cues() -> None:
     assert not [e for e in tl.events if e.kind == "countdown"]  # bedside: no countdown
 
 
+def test_a_reminder_with_no_room_in_its_hold_is_recorded_as_unsaid() -> None:
+    # A 5 s hold keeps its first 3 s free: a reminder of a second or more cannot fit.
+    tl = plan(stretch("5s", remind=("Let the shoulders drop.",)), PHONE)
+    assert "Let the shoulders drop." not in {e.text for e in tl.events}
+    assert tl.unsaid == ("Let the shoulders drop.",) * 2  # once per side
+    assert plan(stretch(remind=("Let the shoulders drop.",)), PHONE).unsaid == ()
+
+
 def test_bedside_tells_no_time_in_a_breathing_hold_but_does_in_a_silent_one() -> None:
     clock = {"Halfway.", "30 seconds left."}
 

@@ -218,8 +218,12 @@ def _check_length(track: Track, timeline: Timeline) -> None:
 def _language(routines: Sequence[Routine]) -> str:
     languages = {r.language for r in routines}
     if len(languages) > 1:
-        names = ", ".join(f"{r.id} ({r.language})" for r in routines)
-        raise UserError(f"a session speaks one language; these differ: {names}")
+        first = routines[0]
+        raise UserError([
+            Problem(str(r.path), f"a session speaks one language: {r.language!r} here, "
+                                 f"{first.language!r} in {first.path}", key="language")
+            for r in dict.fromkeys(routines) if r.language != first.language
+        ])  # fmt: skip
     return routines[0].language
 
 
@@ -230,10 +234,17 @@ def routine_track(routine: Routine, profile: Profile, options: BuildOptions) -> 
 
 
 def session_track(routines: Sequence[Routine], profile: Profile, path: Path) -> Track:
-    """The track `mix` makes of several routines, written to `path`."""
+    """The track `mix` makes of several routines, in order, written to `path`."""
+    problems: list[Problem] = []
     fmt = next((f for f in FORMATS if path.suffix.lower() == f".{f}"), None)
     if fmt is None:
-        raise UserError(f"--out: {path} must end in .mp3, .m4a or .wav")
+        problems.append(Problem(str(path), "must end in .mp3, .m4a or .wav", key="--out"))
+    try:
+        _language(routines)
+    except UserError as error:
+        problems += error.problems
+    if problems or fmt is None:
+        raise UserError(problems)
     title = " + ".join(r.title for r in routines)
     session_id = path.stem
     return Track(session_id, title, tuple(routines), profile, path, fmt)
@@ -357,8 +368,9 @@ def render(
         # held about once at a time (raw, then analysed, then finished), not three times.
         loss = export.LEVEL_LOSS_DB[track.fmt]
         mastered, result = mastering.master(mix, encoder_loss_db=loss, release=True)
-    if note := quiet_note(track, result.measured_lufs - loss):
-        print(note, file=sys.stderr)
+    for note in (quiet_note(track, result.measured_lufs - loss), *unsaid_notes(planned)):
+        if note:
+            print(note, file=sys.stderr)
     info = track_info(planned)
     parts = mixer.islands(timeline, music=bed is not None)
     chunks = _timed(mixer.pcm_chunks(mastered, parts, result.ceiling), timings, "mix")
@@ -383,6 +395,17 @@ def render(
 
 
 QUIET_LU = 1.0  # how far under its loudness target a track may land unmentioned (issue 4: 1 LU)
+
+
+def unsaid_notes(planned: Planned) -> list[str]:
+    """A note for each reminder the track leaves out, its hold having no room for it."""
+    where = planned.track.routines[0].path if len(planned.track.routines) == 1 else None
+    return [
+        f'coachtrack: note: {where or planned.track.path}: the reminder "{text}" does not fit '
+        f"in its hold in the {planned.track.profile.name} profile (a hold's first 3 s and its "
+        "countdown stay free), so it is not said"
+        for text in dict.fromkeys(planned.timeline.unsaid)
+    ]
 
 
 def quiet_note(track: Track, lufs: float) -> str | None:
@@ -419,20 +442,33 @@ def write_folder_files(folder: Path) -> None:
 
 
 def write_index(folder: Path) -> None:
-    """The index page of a folder: every track in it that has its page beside it."""
+    """The index page of a folder: every track in it that has its page beside it.
+
+    An `index.html` that coachtrack did not write is the user's, and is left alone.
+    """
     from coachtrack import export, page
 
+    index = folder / INDEX_PAGE
+    if index.exists() and not page.is_ours(index):
+        return
     rows = []
+    # A track is listed with its page beside it: an MP3 first, the suffix in any case
+    # (`mix --out S.MP3`).
+    rank = {f".{fmt}": i for i, fmt in enumerate(FORMATS)}
+    found = sorted((rank[p.suffix.lower()], p.name, p) for p in folder.iterdir()
+                   if p.suffix.lower() in rank and p.is_file())  # fmt: skip
+    tracks: dict[str, Path] = {}
+    for _, _, path in found:
+        tracks.setdefault(path.stem, path)
     for html in sorted(folder.glob("*.html")):
-        if html.name == "index.html" or html.name.startswith("."):
+        if html.name == INDEX_PAGE or html.name.startswith("."):
             continue
-        tracks = [html.with_suffix(f".{fmt}") for fmt in FORMATS]
-        track = next((t for t in tracks if t.is_file()), None)
+        track = tracks.get(html.stem)
         if track is None:
             continue
         summary = export.summary_or_fallback(track)  # a damaged file is listed, not fatal
         rows.append((html.name, summary.title, summary.duration_ms))
-    page.write_page(folder / "index.html", page.index_page(rows, profile=folder.name))
+    page.write_page(index, page.index_page(rows, profile=folder.name))
 
 
 def build_all(
@@ -480,13 +516,55 @@ def build_all(
 
 
 def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
-    """A UserError if a music bed is asked for under a profile that has none."""
+    """A UserError if a music bed is asked for under a profile that has none, or is no file."""
+    if music is None:
+        return
+    from coachtrack.music import check_music_file
+
+    problems: list[Problem] = []
     refused = sorted({p.name for p in profiles if not p.music_allowed})
-    if music is not None and refused:
-        raise UserError(
+    if refused:
+        message = (
             f"--music: the {', '.join(refused)} profile has no music bed "
             "(it must not wake a sleeping partner); leave out --music or that profile"
         )
+        problems.append(Problem("coachtrack", message))
+    try:
+        check_music_file(music)
+    except UserError as error:
+        problems += error.problems
+    if problems:
+        raise UserError(problems)
+
+
+INDEX_PAGE = "index.html"  # a profile folder's list of its tracks
+
+
+def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool = False) -> None:
+    """A UserError for outputs that would overwrite what must stay, or cannot be written."""
+    problems: list[Problem] = []
+    for track in tracks:
+        files = (track.path, _lrc_path(track), track.path.with_suffix(".html"))
+        if track.path.with_suffix(".html").name.lower() == INDEX_PAGE:
+            what = "--out" if session else "id"
+            where = str(track.path) if session else str(track.routines[0].path)
+            problems.append(Problem(where, f"a track named '{track.path.stem}' would have its "
+                                           f"page overwritten by the folder's {INDEX_PAGE}; "
+                                           "choose another name", key=what))  # fmt: skip
+        if music is not None and any(_same_file(music, f) for f in files):
+            problems.append(Problem(str(music), "is where the track would be written; "
+                                                "choose another --out", key="--music"))  # fmt: skip
+        in_the_way = "a folder is in the way of this output; move it or choose another --out"
+        problems += [Problem(str(f), in_the_way) for f in files if f.is_dir()]
+    if problems:
+        raise UserError(problems)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve()
+    except OSError:
+        return False
 
 
 def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
@@ -574,7 +652,7 @@ def mix_session(
     studio: Studio, track: Track, options: BuildOptions, progress: Progress | None = None
 ) -> Path:
     """Render several routines as one continuous session track, with its playlist entry."""
-    from coachtrack import export, page
+    from coachtrack import export
 
     if progress:
         progress("speaking", 0, 1)
@@ -588,8 +666,6 @@ def mix_session(
     studio.timings.merge(timings.seconds)
     # `--out FILE` may be anywhere: what is already there stays the user's.
     export.add_to_playlist(track.path)
-    index = track.path.parent / "index.html"
-    if not index.exists() or page.is_ours(index):
-        write_index(track.path.parent)
+    write_index(track.path.parent)
     studio.timings.report()
     return track.path

@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from coachtrack import __version__, build
+from coachtrack import __version__, build, tools
 from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
@@ -42,6 +42,9 @@ PathsArg = Annotated[
 ProfileOpt = Annotated[
     list[str] | None,
     typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}; may be repeated."),
+]
+OneProfileOpt = Annotated[
+    str, typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}.")
 ]
 VoiceOpt = Annotated[str | None, typer.Option(help="Engine voice id (see `coachtrack voices`).")]
 JobsOpt = Annotated[int, typer.Option(min=1, help="Work in parallel on this many cores.")]
@@ -95,16 +98,25 @@ def _format(fmt: str) -> build.Format:
     raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
 
 
-def _out_folder(out: Path) -> Path:
-    """`--out` as a folder we can write in, or a build error saying why not."""
+def _out_folder(out: Path, option: str = "--out") -> Path:
+    """`out` as a folder we can write in, or a build error saying why not."""
     for parent in (out, *out.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise BuildError(f"--out: {parent} is a file, not a folder")
+                raise BuildError(f"{option}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
-                raise BuildError(f"--out: cannot write in {parent}")
+                raise BuildError(f"{option}: cannot write in {parent}")
             break
     return out
+
+
+def _svg_file(svg: Path, routine: Path) -> Path:
+    """`--svg` as a file to write the picture to, or a user error saying why not."""
+    if not svg.name or svg.is_dir():
+        raise UserError([Problem(str(svg), "is a folder; name the picture's file", key="--svg")])
+    if svg.resolve() == routine.resolve():
+        raise UserError([Problem(str(svg), "is the routine itself", key="--svg")])
+    return svg
 
 
 @contextmanager
@@ -134,24 +146,31 @@ def check(paths: PathsArg = None) -> None:
 @app.command()
 def plan(
     path: Annotated[Path, typer.Argument(help="A routine file.")],
-    profile: Annotated[str, typer.Option("--profile", "-p")] = "phone",
+    profile: OneProfileOpt = "phone",
     as_json: Annotated[bool, typer.Option("--json", help="The cue sheet as JSON.")] = False,
-    svg: Annotated[Path | None, typer.Option(help="Write the timeline picture (SVG) here.")] = None,
+    svg: Annotated[
+        Path | None, typer.Option(help="Also draw the timeline, as an SVG picture, into this file.")
+    ] = None,
     voice: VoiceOpt = None,
 ) -> None:
-    """Show the timeline of a track. Example: coachtrack plan routines/knee.yaml --json"""
+    """Show the timeline of a track. Example:
+    coachtrack plan routines/night-cramp-relief.yaml --profile bedside --json"""
     problems = _Problems()
     routine = problems.collect(_one_routine, path)
     chosen = problems.collect(get_profile, profile)
+    if svg is not None:
+        problems.collect(_svg_file, svg, path)
     problems.raise_any()
     options = build.BuildOptions()
     track = build.routine_track(routine, chosen, options)
     planned = _studio(voice, 2).plan(track)
+    for note in build.unsaid_notes(planned):
+        print(note, file=sys.stderr)
     if svg is not None:
         from coachtrack import page
 
+        _out_folder(svg.parent, "--svg")
         page.write_page(svg, page.timeline_svg(cue_sheet(planned.timeline)))
-        return
     if as_json:
         typer.echo(json.dumps(cue_sheet(planned.timeline), indent=2, ensure_ascii=False))
     else:
@@ -181,6 +200,7 @@ def build_cmd(
     profiles = problems.collect(_profiles, profile)
     routines = problems.collect(load_routines, paths or DEFAULT_PATHS)
     problems.collect(build.check_music, music, profiles or [])
+    problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, jobs)  # an unknown --voice
     problems.raise_any()
     options = build.BuildOptions(out_dir=out, fmt=chosen_format, voice=voice, jobs=jobs,
@@ -188,6 +208,7 @@ def build_cmd(
     for folder in (out, *(out / p.name for p in profiles)):
         _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
+    build.check_outputs(tracks, music)
     with _progress_bar() as progress:
         written = build.build_all(studio, tracks, options, progress)
     for path in written:
@@ -196,20 +217,29 @@ def build_cmd(
 
 @app.command()
 def mix(
-    paths: Annotated[list[Path], typer.Argument(help="Routine files, in the order to play them.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Routine files or folders, in the order to play them (repeats play)."),
+    ],
     out: Annotated[Path, typer.Option(help="The session file (.mp3, .m4a or .wav).")],
-    profile: Annotated[str, typer.Option("--profile", "-p")] = "phone",
+    profile: OneProfileOpt = "phone",
     music: MusicOpt = None,
     voice: VoiceOpt = None,
 ) -> None:
-    """Render several routines as one session. Example: coachtrack mix a.yaml b.yaml --out s.mp3"""
+    """Render several routines as one session. Example:
+    coachtrack mix routines/hamstring-warmup.yaml routines/night-cramp-relief.yaml -p gym
+    --out audio_out/gym/session.mp3"""
     problems = _Problems()
     chosen = problems.collect(get_profile, profile)
-    routines = problems.collect(load_routines, paths)
+    # Each path on its own: a session may play a routine twice, or two with the same id.
+    routines = [r for p in paths for r in problems.collect(load_routines, [p]) or []]
     problems.collect(build.check_music, music, [chosen] if chosen else [])
+    problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, 2)  # an unknown --voice
+    track = problems.collect(build.session_track, routines, chosen, out) if routines else None
     problems.raise_any()
-    track = build.session_track(routines, chosen, out)
+    assert track is not None
+    build.check_outputs([track], music, session=True)
     _out_folder(out.parent)
     options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:

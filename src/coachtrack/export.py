@@ -55,13 +55,13 @@ from mutagen.id3 import (
 from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
-from coachtrack import files, loudness
+from coachtrack import files, loudness, tools
 from coachtrack.errors import BuildError
 from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
 
 TrackFormat = Literal["mp3", "m4a", "wav"]
-ENCODER_ENV = "COACHTRACK_ENCODER"  # "lame" (the default) or "ffmpeg", for MP3
+ENCODER_ENV = tools.ENCODER_ENV
 TRACK_SUFFIXES = (".mp3", ".m4a", ".wav")
 ARTIST = "coachtrack"
 PLAYLIST_NAME = "playlist.m3u8"
@@ -214,7 +214,7 @@ def write_playlist(folder: Path) -> None:
     tracks = sorted(
         p.name
         for p in folder.iterdir()
-        if p.suffix in TRACK_SUFFIXES and not p.name.startswith(".") and p.is_file()
+        if p.suffix.lower() in TRACK_SUFFIXES and not p.name.startswith(".") and p.is_file()
     )
     lines = ["#EXTM3U"]
     for name in tracks:
@@ -258,11 +258,12 @@ def add_to_playlist(track: Path) -> None:
 def read_track_info(path: Path) -> TrackSummary:
     """Read a track's title, length and chapters back from its tags (mp3, m4a or wav)."""
     path = Path(path)
-    if path.suffix == ".mp3":
+    suffix = path.suffix.lower()  # `mix --out Session.MP3` is taken as asked
+    if suffix == ".mp3":
         return _read_mp3(path)
-    if path.suffix == ".m4a":
+    if suffix == ".m4a":
         return _read_m4a(path)
-    if path.suffix == ".wav":
+    if suffix == ".wav":
         with wave.open(str(path), "rb") as w:
             duration_ms = _ms(w.getnframes(), w.getframerate())
         return TrackSummary(_wav_title(path) or path.stem, duration_ms, ())
@@ -348,9 +349,7 @@ def _write_mp3(
     final: Path,
     true_peak_dbtp: float | None,
 ) -> None:
-    encoder = os.environ.get(ENCODER_ENV, "lame")
-    if encoder not in ("lame", "ffmpeg"):
-        raise BuildError(f"{ENCODER_ENV}={encoder!r}: expected 'lame' or 'ffmpeg'")
+    encoder = tools.mp3_encoder()
     stream = _Mp3Format(sample_rate, bitrate_kbps)
     if encoder == "lame" and stream.islands_apply:
         _write_mp3_islands(

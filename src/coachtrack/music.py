@@ -19,12 +19,17 @@ def _refuse(path: Path, message: str) -> UserError:
     return UserError([Problem(path=str(path), message=message, key="--music")])
 
 
-def load_music(path: Path, rate: int) -> npt.NDArray[np.float32]:
-    """The file's audio as mono float32 at `rate` (mp3, wav, ogg, m4a: whatever ffmpeg reads)."""
+def check_music_file(path: Path) -> None:
+    """A UserError unless `path` is a music file of a size we read (its sound is not looked at)."""
     if not path.is_file():
         raise _refuse(path, "no such music file")
     if path.stat().st_size > MAX_MUSIC_BYTES:
         raise _refuse(path, f"music file over {MAX_MUSIC_BYTES // 2**20} MB")
+
+
+def load_music(path: Path, rate: int) -> npt.NDArray[np.float32]:
+    """The file's audio as mono float32 at `rate` (mp3, wav, ogg, m4a: whatever ffmpeg reads)."""
+    check_music_file(path)
     # fmt: off
     args = [
         tools.ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error",

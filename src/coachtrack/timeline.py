@@ -62,6 +62,7 @@ class Timeline:
     duration: int
     events: tuple[Event, ...]
     chapters: tuple[Chapter, ...]
+    unsaid: tuple[str, ...] = ()  # reminders their hold had no room for (the first 3 s stay free)
 
     def to_ms(self, samples: int) -> int:
         """Samples to the cue sheet's integer milliseconds."""
@@ -86,6 +87,7 @@ class _Placer:
     chapter_starts: list[tuple[str, int]] = field(default_factory=list)
     rotation: dict[str, int] = field(default_factory=dict)
     end: int = 0
+    unsaid: list[str] = field(default_factory=list)
 
     def samples(self, ms: float) -> int:
         return round(ms * self.rate / 1000)
@@ -201,7 +203,8 @@ class _CueFitter:
             # Spread reminders over the hold, clear of the halfway mark.
             span = self.zone_end - self.zone_start
             wanted = self.zone_start + span * (2 * i + 1) // (2 * len(hold.reminders) + 1)
-            self.place_near(wanted, text)
+            if not self.place_near(wanted, text):
+                placer.unsaid.append(text)
         if hold.breathe:
             self.breaths(hold)
 
@@ -254,6 +257,7 @@ def build_timeline(
         duration=duration,
         events=tuple(sorted(placer.events, key=lambda e: (e.start, _KIND_ORDER[e.kind]))),
         chapters=_chapters(placer.chapter_starts, duration),
+        unsaid=tuple(placer.unsaid),
     )
 
 

@@ -13,7 +13,9 @@ import functools
 import os
 import shutil
 
-from coachtrack.errors import BuildError
+from coachtrack.errors import BuildError, UserError
+
+ENCODER_ENV = "COACHTRACK_ENCODER"  # "lame" (the default) or "ffmpeg", for MP3
 
 _INSTALL_FFMPEG = (
     "install it with `apt-get install ffmpeg` (or your system's package manager), "
@@ -86,3 +88,11 @@ def ensure_espeak() -> None:
         ctypes.CDLL(library, mode=ctypes.RTLD_GLOBAL)
     except OSError as error:
         raise BuildError(f"cannot load {library}: {error}; {_INSTALL_ESPEAK}") from None
+
+
+def mp3_encoder() -> str:
+    """Which encoder writes MP3 (`COACHTRACK_ENCODER`): "lame" or "ffmpeg"; a UserError else."""
+    encoder = os.environ.get(ENCODER_ENV, "lame")
+    if encoder not in ("lame", "ffmpeg"):
+        raise UserError(f"{ENCODER_ENV}={encoder!r}: expected 'lame' or 'ffmpeg'")
+    return encoder
