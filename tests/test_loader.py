@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import re
 import time
 from pathlib import Path
+from tempfile import TemporaryDirectory
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from coachtrack.durations import parse_duration_ms, parse_range
 from coachtrack.errors import UserError
@@ -48,6 +53,9 @@ def write(tmp_path: Path, text: str | bytes, name: str = "r.yaml") -> Path:
     path.write_bytes(data)
     return path
 
+
+NEXT_LINE = "the character U+0085 (next line) is not allowed; use a space or a new line"
+SILENT = "nothing to speak: the text has no letters or digits"
 
 # Each case: the file, and its problems exactly, or by prefix where an entry ends with "*"
 # (PyYAML words its own syntax errors).
@@ -112,6 +120,21 @@ BAD = {
     "tag-set": (
         "title: T\nsteps: !!set {a: null}\n",
         ["r.yaml:2:8: the YAML tag '!!set' is not allowed"],
+    ),
+    "tag-with-other-problems": (
+        "title: !local A\nid: Foo\nsteps: []\n",
+        [
+            "r.yaml:1:8: the YAML tag '!local' is not allowed",
+            "r.yaml:2:1: id: 'Foo' is not a valid id: use only a-z, 0-9 and '-'",
+            "r.yaml:3:1: steps: the list is empty: a routine needs at least one step",
+        ],
+    ),
+    "tag-on-an-action": (
+        actions("- !foo {hold: 2m..1m}\n- say: !!str 5"),
+        [
+            "r.yaml:5:9: the YAML tag '!foo' is not allowed",
+            'r.yaml:5:15: steps[0].do[0].hold: "2m..1m" must go from shorter to longer',
+        ],
     ),
     "recursive-alias": (
         "title: T\nsteps: &s [*s]\n",
@@ -528,6 +551,162 @@ BAD = {
             " the only one is {side}"
         ],
     ),
+    # Characters written through escapes are held to the rule for raw ones
+    "escape-nul": (
+        'title: "Night\\0 cramp"\n' + ONE_STEP,
+        ["r.yaml:1:8: title: the character U+0000 is not allowed, even written as an escape"],
+    ),
+    "escape-bell": (
+        actions('- say: "Ding\\a"'),
+        [
+            "r.yaml:5:14: steps[0].do[0].say:"
+            " the character U+0007 is not allowed, even written as an escape"
+        ],
+    ),
+    "escape-terminal-title": (
+        actions('- say: [Sit., "\\e]0;x\\a"]'),
+        [
+            "r.yaml:5:21: steps[0].do[0].say[1]:"
+            " the characters U+001B and U+0007 are not allowed, even written as escapes"
+        ],
+    ),
+    "escape-hex-in-id": (
+        top('id: "a\\x07"'),
+        ["r.yaml:2:5: id: the character U+0007 is not allowed, even written as an escape"],
+    ),
+    "escape-in-duration": (
+        actions('- hold: "30s\\u0007"'),
+        [
+            "r.yaml:5:15: steps[0].do[0].hold:"
+            " the character U+0007 is not allowed, even written as an escape"
+        ],
+    ),
+    "escape-in-side": (
+        step('sides: [right, "le\\x00ft"]'),
+        [
+            "r.yaml:4:20: steps[0].sides[1]:"
+            " the character U+0000 is not allowed, even written as an escape"
+        ],
+    ),
+    "escape-in-breathe": (
+        actions('- hold: 30s\n  breathe: "calm\\x1b"'),
+        [
+            "r.yaml:6:18: steps[0].do[0].breathe:"
+            " the character U+001B is not allowed, even written as an escape"
+        ],
+    ),
+    "escape-del-and-c1": (
+        top('source: "a\\x7f\\x9b"'),
+        [
+            "r.yaml:2:9: source:"
+            " the characters U+007F and U+009B are not allowed, even written as escapes"
+        ],
+    ),
+    "escape-in-key": (
+        actions('- "s\\ay": hi'),
+        [
+            "r.yaml:5:9: steps[0].do[0].s\ufffdy:"
+            " the character U+0007 is not allowed, even written as an escape",
+            "r.yaml:5:9: steps[0].do[0].s\ufffdy: unknown key 's\ufffdy'; did you mean 'say'?",
+        ],
+    ),
+    "escape-in-tagged-number": (
+        actions('- repeat: !!int "3\\a"\n  do: [{say: x}]'),
+        [
+            "r.yaml:5:17: steps[0].do[0].repeat:"
+            " the character U+0007 is not allowed, even written as an escape"
+        ],
+    ),
+    "escape-line-separator": (
+        actions('- say: "a\\Lb"'),
+        [
+            "r.yaml:5:14: steps[0].do[0].say: the character U+2028 (line separator)"
+            " is not allowed, even written as an escape"
+        ],
+    ),
+    # Surrogates: a pair is the character (see test_escaped_surrogate_pairs_are_joined)
+    "surrogate-lone": (
+        'title: "Leg \\ud800 day"\n' + ONE_STEP,
+        [
+            "r.yaml:1:8: title: the character U+D800 (half of a surrogate pair)"
+            " is not allowed, even written as an escape"
+        ],
+    ),
+    "surrogate-reversed": (
+        actions('- say: "\\udcb5\\ud83e"'),
+        [
+            "r.yaml:5:14: steps[0].do[0].say: the characters U+DCB5 (half of a surrogate pair)"
+            " and U+D83E (half of a surrogate pair) are not allowed, even written as escapes"
+        ],
+    ),
+    "surrogate-in-number": (
+        actions('- repeat: !!int "\\ud800"\n  do: [{say: x}]'),
+        [
+            "r.yaml:5:17: steps[0].do[0].repeat: the character U+D800 (half of a surrogate pair)"
+            " is not allowed, even written as an escape"
+        ],
+    ),
+    # Line breaks that YAML 1.1 has and editors do not: refused where they are
+    "raw-line-separator-plain": (
+        HEAD + "      - say: Sit down.\u2028Relax.\n      - hold: 2m..1m\n",
+        [
+            "r.yaml:5:23: steps[0].do[0].say: the character U+2028 (line separator)"
+            " is not allowed; use a space or a new line",
+            'r.yaml:6:9: steps[0].do[1].hold: "2m..1m" must go from shorter to longer',
+        ],
+    ),
+    "raw-paragraph-separator-quoted": (
+        'title: "A\u2029B\u2029C"\n' + ONE_STEP,
+        [
+            "r.yaml:1:10: title: the character U+2029 (paragraph separator)"
+            " is not allowed; use a space or a new line"
+        ],
+    ),
+    "raw-next-line-in-comments": (
+        top("# a\x85b\x85c\n# d\x85e"),
+        [
+            "r.yaml:2:4: " + NEXT_LINE,
+            "r.yaml:3:4: " + NEXT_LINE,
+        ],
+    ),
+    # Texts that are spoken need a letter or a digit: symbols alone come out as silence
+    "silent-title-markup": (
+        'title: <break time="3s"/>\n' + ONE_STEP,
+        ["r.yaml:1:1: title: nothing to speak: markup such as <break/> or [[...]] is not read out"],
+    ),
+    "silent-title": (
+        'title: "\u266a"\n' + ONE_STEP,
+        ["r.yaml:1:1: title: nothing to speak: the text has no letters or digits"],
+    ),
+    "silent-step-title": (
+        "title: T\nsteps:\n  - title: \u2713\n    do: [{say: hi}]\n",
+        ["r.yaml:3:5: steps[0].title: nothing to speak: the text has no letters or digits"],
+    ),
+    "silent-say": (
+        actions("- say: [\u2318, '|', ^]"),
+        [
+            "r.yaml:5:15: steps[0].do[0].say[0]: " + SILENT,
+            "r.yaml:5:18: steps[0].do[0].say[1]: " + SILENT,
+            "r.yaml:5:23: steps[0].do[0].say[2]: " + SILENT,
+        ],
+    ),
+    "silent-remind": (
+        actions("- hold: 30s\n  remind: \u2764"),
+        ["r.yaml:6:9: steps[0].do[0].remind: nothing to speak: the text has no letters or digits"],
+    ),
+    "silent-intro-outro-safety-equipment": (
+        top("intro: \u266a\noutro: [\u2713]\nsafety: \u26a0\nequipment: ['+']"),
+        [
+            "r.yaml:2:1: intro: nothing to speak: the text has no letters or digits",
+            "r.yaml:3:9: outro[0]: nothing to speak: the text has no letters or digits",
+            "r.yaml:4:1: safety: nothing to speak: the text has no letters or digits",
+            "r.yaml:5:13: equipment[0]: nothing to speak: the text has no letters or digits",
+        ],
+    ),
+    "silent-side": (
+        step("sides: [right, \u2192]"),
+        ["r.yaml:4:20: steps[0].sides[1]: nothing to speak: the text has no letters or digits"],
+    ),
 }
 
 
@@ -737,7 +916,7 @@ ODD_BUT_VALID = {
     "emoji": ("title: Stretch 🧘‍♀️ time\n" + ONE_STEP, None),
     "cyrillic": ("title: Растяжка\n" + ONE_STEP, None),
     "cjk": ("title: ストレッチ\n" + ONE_STEP, None),
-    "ssml-looking": ('title: <break time="3s"/>\n' + ONE_STEP, None),
+    "ssml-looking": ('title: <break time="3s"/> Stretch\n' + ONE_STEP, None),
     "str-tag-number": ("title: !!str 2024\n" + ONE_STEP, "2024"),
     "quoted-number": ("title: '2024'\n" + ONE_STEP, "2024"),
     "padded": ("title: '  T  '\n" + ONE_STEP, "T"),
@@ -760,6 +939,89 @@ def test_crlf_keeps_line_numbers(tmp_path: Path) -> None:
     assert problems_of(write(tmp_path, b"\xef\xbb\xbf" + text)) == [
         'r.yaml:5:9: steps[0].do[0].hold: "2m..1m" must go from shorter to longer'
     ]
+
+
+def test_escaped_surrogate_pairs_are_joined(tmp_path: Path) -> None:
+    # json.dumps writes an emoji as a surrogate pair, and JSON is YAML.
+    data = {
+        "title": "Leg day \U0001f9b5",
+        "steps": [{"title": "S", "do": [{"say": "Go \U0001f4aa"}]}],
+    }
+    text = json.dumps(data)
+    assert "\\ud83e\\uddb5" in text
+    routine = load_routine(write(tmp_path, text))
+    assert routine.title == "Leg day \U0001f9b5"
+    assert routine.steps[0].actions == (Say(("Go \U0001f4aa",)),)
+
+
+# Escapes as written in a double-quoted YAML string (the backslashes are in the file).
+ESCAPES = st.sampled_from(
+    [
+        r"\0",
+        r"\a",
+        r"\e",
+        r"\x07",
+        r"\x9b",
+        r"\u0007",
+        r"\ud800",
+        r"\udfff",
+        r"\ud83e\uddb5",
+        r"\U0001F9B5",
+        r"\L",
+        r"\P",
+        r"\N",
+        r"\_",
+        r"\t",
+        r"\n",
+        r"\u00e9",
+        r"\\",
+        r"\"",
+        r"a",
+    ]
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(title=st.lists(ESCAPES, min_size=1, max_size=6).map("".join))
+def test_escapes_never_reach_a_message_or_a_routine_raw(title: str) -> None:
+    # A lone surrogate cannot be written out as UTF-8; a control character would act on a
+    # terminal. Neither may come out of the loader, in a routine or in a message.
+    with TemporaryDirectory() as folder:
+        path = write(
+            Path(folder), f'title: "{title}"\nsteps: [{{title: "{title}", do: [{{say: hi}}]}}]\n'
+        )
+        try:
+            routine = load_routine(path)
+        except UserError as error:
+            shown = str(error)
+        else:
+            shown = routine.title + routine.steps[0].title
+    shown.encode("utf-8")
+    assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]", shown), shown
+
+
+def test_line_numbers_are_the_editors(tmp_path: Path) -> None:
+    # PyYAML ends a line at U+2028, U+2029 and U+0085; editors and grep do not.
+    text = HEAD + '      - say: "a\u2028b\u2029c\x85d"\n      - hold: 2m..1m\n'
+    assert text.count("\n") == 6 and len(text.splitlines()) == 9  # Python agrees with PyYAML
+    assert problems_of(write(tmp_path, text)) == [
+        "r.yaml:5:16: steps[0].do[0].say: the character U+2028 (line separator)"
+        " is not allowed; use a space or a new line",
+        'r.yaml:6:9: steps[0].do[1].hold: "2m..1m" must go from shorter to longer',
+    ]
+
+
+def test_columns_count_every_character(tmp_path: Path) -> None:
+    # PyYAML's columns skip U+FEFF; an editor's do not.
+    text = 'title: T\nintro: ["\ufeffHi", 5]\n' + ONE_STEP
+    assert problems_of(write(tmp_path, text)) == [
+        "r.yaml:2:16: intro[1]: expected text, got a number (put it in quotes to make it text)"
+    ]
+
+
+def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
+    path = write(tmp_path, b"title: T\rsafety: a\x00b\r")
+    assert problems_of(path) == ["r.yaml:2:10: the character U+0000 is not allowed in a YAML file"]
 
 
 def test_ssml_looking_text_is_kept_as_plain_text(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ values = st.recursive(
 )
 
 
-GOOD_TEXTS = ["Sit.", "Ruhig atmen.", "<break/> Relax.", " x ", "🧘", "Растяжка"]
+GOOD_TEXTS = ["Sit.", "Ruhig atmen.", "<break/> Relax.", " x ", "🧘 Stretch", "Растяжка"]
 GOOD_LENGTHS = ["30s", "2m..2m30s", "1:30", "1.5m", "5", "10s..20s", "1m..30m"]
 BAD_LENGTHS = ["0.5s", "2m..1m", "31m", "0"]
 

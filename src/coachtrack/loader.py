@@ -2,12 +2,13 @@
 
 The file is composed into YAML nodes (never constructed into Python objects, so no
 tag can run code) and the node tree is checked against schema version 1 in
-DESIGN.md. Every node keeps its line and column, so each problem reads
-`PATH:LINE:COL: key.path: message`.
+DESIGN.md. Every node keeps where it starts, so each problem reads
+`PATH:LINE:COL: key.path: message`, with lines and columns counted as editors count them.
 """
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import math
 import os
@@ -76,6 +77,30 @@ _ID = re.compile(r"[a-z0-9-]+")
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _WHOLE = re.compile(r"[-+]?[0-9]+")
 _MAX_DIGITS = 100  # far past the track limit, far below int()'s digit limit
+# A node whose problem was reported while composing gets this tag instead of its own:
+# validation says nothing more about it (no "expected text, got a value" after a bad tag).
+_REFUSED = "!coachtrack/refused"
+
+# Lines end where editors and grep end them. YAML 1.1 (and so PyYAML) also ends a line at
+# U+0085, U+2028 and U+2029, which editors show inside a line: the same file would have
+# other lines, and other YAML, for the parser than for the person reading it. They are no
+# use in a spoken text either, so they are refused wherever they are; the parser reads
+# them as spaces, so that the rest of the file is checked as the editor shows it.
+_LINE_END = re.compile(r"\r\n|\r|\n")
+_ODD_BREAK = re.compile("[\x85\u2028\u2029]")
+_ODD_BREAK_NAMES = {
+    "\x85": "next line",
+    "\u2028": "line separator",
+    "\u2029": "paragraph separator",
+}
+# What a string may hold, however it is written (escapes such as "\0", "\a", "\e", "\x07"
+# or "\u0007" included): what PyYAML's reader allows written raw, less the odd breaks.
+_NOT_ALLOWED = re.compile(
+    "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
+)
+# JSON (which is YAML) writes a character past U+FFFF as two escapes, "\ud83e\uddb5";
+# PyYAML reads them as two surrogates, which no UTF-8 file or speech engine takes.
+_SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
 
 
 # --- Public API -------------------------------------------------------------------------
@@ -175,9 +200,9 @@ def _load(path: Path, known_languages: Collection[str]) -> _Loaded:
     text, problem = _read_text(path)
     if text is None:
         return _Loaded(path, None, [problem] if problem else [])
-    ctx = _Context(path=name, known_languages=tuple(known_languages))
+    ctx = _Context(path=name, text=text, known_languages=tuple(known_languages))
     root = _compose(text, ctx)
-    if root is None or ctx.problems:
+    if root is None:
         return _Loaded(path, None, _in_file_order(ctx.problems))
     routine, id_where = _routine(root, ctx, default_id=_id_from_stem(path.stem))
     if ctx.problems:
@@ -270,41 +295,79 @@ class _Loader(
     yaml.composer.Composer,
     yaml.resolver.Resolver,
 ):
-    """PyYAML's safe pure-Python composer, guarded against tags, alias bombs and deep nesting."""
+    """PyYAML's safe pure-Python composer, guarded against tags, alias bombs and deep nesting.
 
-    def __init__(self, text: str, ctx: _Context) -> None:
-        yaml.reader.Reader.__init__(self, text)
+    It also holds every scalar to the rule for characters, with the key path of the node.
+    """
+
+    def __init__(self, text: str, ctx: _Context, odd_breaks: _OddBreaks) -> None:
+        yaml.reader.Reader.__init__(self, _ODD_BREAK.sub(" ", text))
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         yaml.resolver.Resolver.__init__(self)
         self.ctx = ctx
+        self.odd_breaks = odd_breaks
         self.depth = 0
         self.nodes = 0
         self.sizes: dict[int, int] = {}  # id(anchored node) -> its size with aliases expanded
+        self.keys: list[str] = []  # the key paths of the nodes being composed, outermost first
 
-    def compose_node(self, parent: Node | None, index: int) -> Node | None:
+    def compose_node(self, parent: Node | None, index: int | Node | None) -> Node | None:
         """Compose one node, counting it (aliases expanded) and refusing foreign tags."""
         event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
         mark = _start_of(event)
         if isinstance(event, yaml.AliasEvent):
-            node = super().compose_node(parent, index)
+            node = super().compose_node(parent, index)  # type: ignore[arg-type]
             size = self.sizes.get(id(node))
             if size is None:
                 raise _refused("an alias refers to the node that contains it", mark)
             self._count(size, mark)
             return node
-        self._check_tag(event, mark)
+        refused = self._check_tag(event, mark)
+        key = self._key_path(index)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _refused(f"the file is nested more than {MAX_DEPTH} levels deep", mark)
         before = self.nodes
         self._count(1, mark)
-        node = super().compose_node(parent, index)
+        self.keys.append(key)
+        node = super().compose_node(parent, index)  # type: ignore[arg-type]
+        self.keys.pop()
         self.depth -= 1
         if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
             self.sizes[id(node)] = self.nodes - before
+        if isinstance(node, ScalarNode):
+            refused = self._check_characters(node, key, is_key=index is None) or refused
+        if refused and node is not None:
+            node.tag = _REFUSED
         return node
+
+    def _key_path(self, index: int | Node | None) -> str:
+        """The key path of the node about to be composed, as validation spells it."""
+        parent = self.keys[-1] if self.keys else ""
+        if isinstance(index, int):  # an item of a list
+            return f"{parent}[{index}]"
+        if isinstance(index, ScalarNode):  # the value of a mapping key
+            return _join(parent, _cut(str(index.value)))
+        return parent  # the document, a key, or the value of a key that is not a word
+
+    def _check_characters(self, node: ScalarNode, key: str, *, is_key: bool) -> bool:
+        """Join surrogate pairs and record problems for characters not allowed; True if any."""
+        value = _SURROGATE_PAIR.sub(_joined_pair, str(node.value))
+        refused = list(dict.fromkeys(_NOT_ALLOWED.findall(value)))
+        # Messages never echo such characters: a terminal would obey them, or fail on them.
+        node.value = _NOT_ALLOWED.sub("\ufffd", value)
+        breaks = self.odd_breaks.claim(node.start_mark.index, node.end_mark.index)
+        if not refused and not breaks:
+            return False
+        if is_key:  # a key's problems name the key itself, as validation does
+            key = _join(key, _cut(node.value))
+        if refused:
+            self.ctx.add(node.start_mark, key, _escaped_message(refused))
+        if breaks:
+            self.ctx.add(breaks[0], key, self.odd_breaks.message(breaks[0]))
+        return True
 
     def _count(self, size: int, mark: yaml.Mark) -> None:
         """Add `size` nodes to the running total, refusing a file that grows too big."""
@@ -313,12 +376,64 @@ class _Loader(
             message = f"the file has more than {MAX_NODES:,} values (counting aliases expanded)"
             raise _refused(message, mark)
 
-    def _check_tag(self, event: yaml.Event, mark: yaml.Mark) -> None:
-        """Record a problem for an explicit tag other than YAML's standard ones."""
+    def _check_tag(self, event: yaml.Event, mark: yaml.Mark) -> bool:
+        """Record a problem for an explicit tag other than YAML's standard ones; True if so."""
         tag = getattr(event, "tag", None)
-        if isinstance(tag, str) and tag not in _ALLOWED_TAGS:
-            shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
-            self.ctx.add(mark, "", f"the YAML tag '{_cut(shown)}' is not allowed")
+        if not isinstance(tag, str) or tag in _ALLOWED_TAGS:
+            return False
+        shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
+        self.ctx.add(mark, "", f"the YAML tag '{_cut(shown)}' is not allowed")
+        return True
+
+
+class _OddBreaks:
+    """Where a text has U+0085, U+2028 or U+2029, and which of them a scalar holds."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at = [match.start() for match in _ODD_BREAK.finditer(text)]
+        self.claimed: set[int] = set()
+
+    def claim(self, start: int, end: int) -> list[int]:
+        """The positions in [start, end), now claimed by the scalar written there."""
+        found = self.at[bisect.bisect_left(self.at, start) : bisect.bisect_left(self.at, end)]
+        self.claimed.update(found)
+        return found
+
+    def unclaimed(self) -> list[int]:
+        """The positions no scalar holds (in comments, or where the parser did not reach)."""
+        return [position for position in self.at if position not in self.claimed]
+
+    def message(self, position: int) -> str:
+        """The problem with the odd break at `position`."""
+        character = self.text[position]
+        return (
+            f"the character {_character_name(character)} is not allowed; use a space or a new line"
+        )
+
+
+def _joined_pair(match: re.Match[str]) -> str:
+    """The character a UTF-16 surrogate pair stands for."""
+    high, low = (ord(half) for half in match.group())
+    return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00))
+
+
+def _escaped_message(characters: list[str]) -> str:
+    """The problem with characters a string holds through escapes."""
+    shown = " and ".join(_character_name(character) for character in characters)
+    if len(characters) == 1:
+        return f"the character {shown} is not allowed, even written as an escape"
+    return f"the characters {shown} are not allowed, even written as escapes"
+
+
+def _character_name(character: str) -> str:
+    """`U+0007`, with a word on what it is where the code alone would puzzle."""
+    code = f"U+{ord(character):04X}"
+    if character in _ODD_BREAK_NAMES:
+        return f"{code} ({_ODD_BREAK_NAMES[character]})"
+    if "\ud800" <= character <= "\udfff":
+        return f"{code} (half of a surrogate pair)"
+    return code
 
 
 def _start_of(event: yaml.Event) -> yaml.Mark:
@@ -338,16 +453,29 @@ def _refused(message: str, mark: yaml.Mark) -> _Refused:
 
 
 def _compose(text: str, ctx: _Context) -> Node | None:
+    """The document's root node (None if YAML cannot read it), with its problems in `ctx`."""
+    odd_breaks = _OddBreaks(text)
+    root = _compose_root(text, ctx, odd_breaks)
+    lines: set[int] = set()
+    for position in odd_breaks.unclaimed():  # once a line is enough
+        line, _ = ctx.locate(position)
+        if line not in lines:
+            lines.add(line)
+            ctx.add(position, "", odd_breaks.message(position))
+    return root
+
+
+def _compose_root(text: str, ctx: _Context, odd_breaks: _OddBreaks) -> Node | None:
     """The document's root node, or None with the YAML problem recorded in `ctx`."""
     loader: _Loader | None = None
     try:
-        loader = _Loader(text, ctx)
+        loader = _Loader(text, ctx, odd_breaks)
         root = loader.get_single_node()
     except yaml.reader.ReaderError as error:
-        ctx.add(_mark_at(text, error.position), "", _reader_message(error))
+        ctx.add(error.position, "", _reader_message(error))
         return None
     except yaml.MarkedYAMLError as error:
-        ctx.add(error.problem_mark, "", _yaml_message(error))
+        ctx.add(error.problem_mark, "", _yaml_message(error, ctx))
         return None
     except yaml.YAMLError as error:
         ctx.problems.append(Problem(ctx.path, f"not valid YAML: {error}"))
@@ -363,13 +491,6 @@ def _compose(text: str, ctx: _Context) -> Node | None:
     return root
 
 
-def _mark_at(text: str, position: int) -> yaml.Mark:
-    """A mark (0-based line and column) for a character position in `text`."""
-    line = text.count("\n", 0, position)
-    column = position - (text.rfind("\n", 0, position) + 1)
-    return yaml.Mark("", position, line, column, None, 0)
-
-
 def _reader_message(error: yaml.reader.ReaderError) -> str:
     """The reader's complaint about a character, in plain words."""
     character = error.character
@@ -377,7 +498,7 @@ def _reader_message(error: yaml.reader.ReaderError) -> str:
     return f"the character U+{code:04X} is not allowed in a YAML file"
 
 
-def _yaml_message(error: yaml.MarkedYAMLError) -> str:
+def _yaml_message(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
     """A YAML syntax error as one line: the problem, and what was being read."""
     if isinstance(error, _Refused):
         return str(error.problem)
@@ -386,7 +507,7 @@ def _yaml_message(error: yaml.MarkedYAMLError) -> str:
     if error.context:
         message += f" ({error.context}"
         if error.context_mark is not None:
-            message += f" at line {error.context_mark.line + 1}"
+            message += f" at line {ctx.locate(error.context_mark)[0]}"
         message += ")"
     if "'\\t'" in message:
         message += "; indent with spaces, not tabs"
@@ -401,21 +522,33 @@ class _Context:
     """What validation needs to know and where it collects problems."""
 
     path: str
+    text: str  # the file's text, to turn a position into a line and column
     known_languages: tuple[str, ...] = tuple(PHRASEBOOKS)
     problems: list[Problem] = field(default_factory=list)
+    line_starts: list[int] = field(init=False, default_factory=list)
 
-    def add(self, mark: yaml.Mark | None, key: str, message: str) -> None:
-        """Record a problem at `mark` (0-based, as PyYAML keeps it)."""
-        if mark is None:
+    def __post_init__(self) -> None:
+        self.line_starts = [0, *(match.end() for match in _LINE_END.finditer(self.text))]
+
+    def locate(self, at: yaml.Mark | int) -> tuple[int, int]:
+        """The 1-based line and column of a mark or a character position, as editors count."""
+        # Not the mark's own line and column: PyYAML counts lines differently (see _LINE_END)
+        # and does not count U+FEFF in a column.
+        position = at if isinstance(at, int) else at.index
+        line = bisect.bisect_right(self.line_starts, position)
+        return line, position - self.line_starts[line - 1] + 1
+
+    def add(self, at: yaml.Mark | int | None, key: str, message: str) -> None:
+        """Record a problem at a mark or a character position, or of the whole file."""
+        if at is None:
             self.problems.append(Problem(self.path, message, key=key or None))
             return
-        self.problems.append(
-            Problem(self.path, message, mark.line + 1, mark.column + 1, key or None)
-        )
+        line, col = self.locate(at)
+        self.problems.append(Problem(self.path, message, line, col, key or None))
 
-    def where(self, node: Node) -> Where:
-        """The model's location for a node."""
-        return Where(self.path, node.start_mark.line + 1, node.start_mark.column + 1)
+    def where(self, mark: yaml.Mark) -> Where:
+        """The model's location for a mark."""
+        return Where(self.path, *self.locate(mark))
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,7 +608,7 @@ def _mapping(
         name = str(key_node.value)
         key = _join(spot.key, _cut(name))
         if name in seen:
-            line = seen[name].start_mark.line + 1
+            line, _ = ctx.locate(seen[name].start_mark)
             ctx.add(
                 key_node.start_mark, key, f"duplicate key '{_cut(name)}' (first at line {line})"
             )
@@ -530,7 +663,9 @@ def _kind(node: Node) -> str:
 
 
 def _expected(spot: _Spot, what: str, ctx: _Context) -> None:
-    """Record a wrong-type problem."""
+    """Record a wrong-type problem, unless the value's problem is already recorded."""
+    if spot.value.tag == _REFUSED:
+        return
     got = _kind(spot.value)
     hint = ""
     if "text" in what and got in ("a number", "a yes/no value", "a date"):
@@ -552,7 +687,7 @@ class _Scope:
 
     in_step: bool = False
     has_sides: bool = False
-    spoken: bool = False  # said as a line of its own: it must have something to say
+    spoken: bool = False  # read out: it must have something to say
 
 
 def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
@@ -577,11 +712,12 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
 def _nothing_to_say(text: str) -> str | None:
     """Why the speech engine would say nothing for `text`, if it would not."""
     # The engine reads texts without markup (see speech.plain_text) and says
-    # nothing for bare punctuation such as "..." or "-".
+    # nothing for bare punctuation such as "..." or "-", nor for symbols alone
+    # ("♪", "✓", "⌘", "|", "^"): a text needs a letter or a digit (category L* or N*).
     spoken = plain_text(text)
     if not spoken:
         return "nothing to speak: markup such as <break/> or [[...]] is not read out"
-    if not any(unicodedata.category(char)[0] in "LNS" for char in spoken):
+    if not any(unicodedata.category(char)[0] in "LN" for char in spoken):
         return "nothing to speak: the text has no letters or digits"
     return None
 
@@ -718,6 +854,8 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
     """The routine in a document's root node, and where its id is written (if it is)."""
     spot = _Spot("", root.start_mark, root)
     if not isinstance(root, MappingNode):
+        if root.tag == _REFUSED:
+            return None, None
         ctx.add(
             root.start_mark,
             "",
@@ -725,7 +863,7 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
         )
         return None, None
     entries = _mapping(spot, ROUTINE_KEYS, ctx, required=("title", "steps"))
-    title = _optional_text(entries, "title", ctx)
+    title = _optional_text(entries, "title", ctx, spoken=True)  # "{title}." is said alone
     routine_id, id_where = _routine_id(entries, ctx, default_id)
     steps = _steps(entries, ctx)
     routine = Routine(
@@ -735,7 +873,7 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
         language=_language(entries, ctx),
         body_part=_optional_text(entries, "body_part", ctx),
         level=_optional_text(entries, "level", ctx),
-        equipment=_optional_texts(entries, "equipment", ctx),
+        equipment=_optional_texts(entries, "equipment", ctx, spoken=True),
         source=_optional_text(entries, "source", ctx),
         safety=_optional_text(entries, "safety", ctx, spoken=True),
         intro=_optional_texts(entries, "intro", ctx, spoken=True),
@@ -758,7 +896,7 @@ def _routine_id(
             )
         return default_id, None
     written = _text(_spot(entry), ctx, _Scope())
-    where = Where(ctx.path, entry.mark.line + 1, entry.mark.column + 1)
+    where = ctx.where(entry.mark)
     if written is not None and not _ID.fullmatch(written):
         message = f"'{_cut(written)}' is not a valid id: use only a-z, 0-9 and '-'"
         ctx.add(entry.mark, entry.key, message)
@@ -807,7 +945,7 @@ def _step(spot: _Spot, ctx: _Context) -> Step | None:
     actions = None if "do" not in entries else _actions(_spot(entries["do"]), ctx, scope, 0)
     if title is None or actions is None or sides is None:
         return None
-    return Step(title=title, actions=actions, sides=sides, where=ctx.where(spot.value))
+    return Step(title=title, actions=actions, sides=sides, where=ctx.where(spot.value.start_mark))
 
 
 def _sides(entry: _Entry | None, ctx: _Context) -> tuple[str, ...] | None:
@@ -880,7 +1018,7 @@ def _build_action(
 ) -> Action | None:
     """The action of the given kind from its entries."""
     entry = entries[kind]
-    where = Where(ctx.path, entry.mark.line + 1, entry.mark.column + 1)
+    where = ctx.where(entry.mark)
     if kind == "say":
         lines = _texts(_spot(entry), ctx, scope)
         return None if lines is None else Say(lines=lines, where=where)
