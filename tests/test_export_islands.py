@@ -810,3 +810,25 @@ def test_an_island_too_long_to_keep_streams_unchecked(
     write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
                 true_peak_dbtp=-3.0)  # fmt: skip
     assert checked.read_bytes() == free.read_bytes()
+
+
+def test_an_island_is_decoded_for_its_check_as_in_one_read() -> None:
+    # libsndfile decodes MP3 wrongly when asked for part of a frame, and its frame count
+    # is an estimate: the check reads whole frames, in a loop, and must see every sample.
+    import io
+
+    import soundfile
+
+    from coachtrack import loudness
+
+    stream = export._Mp3Format(SR, 64)
+    island = export._Island(stream, export._Silence.of(stream), start=0)
+    pcm = speechlike(np.random.default_rng(9), 12 * SR // GRANULE * GRANULE, 8000)
+    island.feed(49, pcm.tobytes())
+    frames = island.finish(49 + len(pcm) // GRANULE + 4)
+    with soundfile.SoundFile(io.BytesIO(frames)) as decoded:
+        whole = decoded.read(dtype="float32")
+    assert len(whole) > 3 * export._CHECK_BLOCK
+    assert np.array_equal(np.concatenate(list(export._decoded(frames))), whole)
+    expected = loudness.true_peak_above(whole, 0.1)
+    assert export._decoded_true_peak(frames, 0.1) == expected

@@ -106,3 +106,14 @@ def test_true_peak_above_a_floor_is_the_true_peak_where_it_tops_the_floor() -> N
     # Under the floor, the samples' own peak stands: nothing is interpolated.
     assert loudness.true_peak_above(hidden, 0.8) == pytest.approx(0.7071, abs=1e-4)
     assert loudness.true_peak_above(np.zeros(0, np.float32), 0.0) == 0.0
+
+
+def test_true_peak_meter_gives_the_same_peak_whatever_the_blocks() -> None:
+    rng = np.random.default_rng(4)
+    x = (rng.standard_normal(20_000) * 0.2).astype(np.float32)
+    whole = loudness.true_peak_above(x, 0.3)
+    for size in (1, 100, 447, 448, 449, 5000):
+        meter = loudness.TruePeakMeter(0.3)
+        for start in range(0, len(x), size):
+            meter.add(x[start : start + size])
+        assert meter.result() == pytest.approx(whole, rel=1e-6), size

@@ -157,7 +157,6 @@ def true_peak(audio: npt.NDArray[np.floating]) -> float:
 
 TRUE_PEAK_WINDOW = 448  # samples judged together; with the context, a 576-point transform
 _TRUE_PEAK_CONTEXT = 64  # samples either side, so the window's edges are interpolated well
-_TRUE_PEAK_BATCH = 1024  # windows transformed at once
 
 
 def true_peak_above(x: npt.NDArray[np.float32], floor: float, *, factor: int = 4) -> float:
@@ -168,27 +167,56 @@ def true_peak_above(x: npt.NDArray[np.float32], floor: float, *, factor: int = 4
     far enough under the level of interest (decoded MP3 speech rose up to 4 dB between
     samples, measured on the shipped routines).
     """
-    n, width, context = len(x), TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT
-    if not n:
-        return 0.0
-    windows = -(-n // width)
-    padded = np.zeros(windows * width + 2 * context, dtype=np.float32)
-    padded[context : context + n] = x
-    peaks = np.abs(padded[context : context + windows * width]).reshape(windows, width).max(1)
-    best = float(peaks.max())
-    loud = np.flatnonzero(peaks > floor)
-    if not len(loud):
-        return best
-    size = width + 2 * context
-    step, offsets = dsp.fraction_ramp(size, factor), np.arange(size)
-    for first in range(0, len(loud), _TRUE_PEAK_BATCH):  # a few MB at a time
-        starts = loud[first : first + _TRUE_PEAK_BATCH] * width
-        spectra = np.fft.rfft(padded[starts[:, None] + offsets], axis=1)
-        for _ in range(factor - 1):
+    meter = TruePeakMeter(floor, factor=factor)
+    meter.add(x)
+    return meter.result()
+
+
+class TruePeakMeter:
+    """`true_peak_above` of a signal that comes in blocks, holding a few windows at a time."""
+
+    def __init__(self, floor: float, *, factor: int = 4) -> None:
+        self.floor, self.factor = floor, factor
+        self.peak = 0.0
+        self._held = np.zeros(_TRUE_PEAK_CONTEXT, np.float32)  # silence before the signal
+
+    def add(self, block: npt.NDArray[np.float32]) -> None:
+        """Take the next samples; measure the windows that now have their context."""
+        width, context = TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT
+        held = np.concatenate((self._held, np.asarray(block, dtype=np.float32)))
+        windows = (len(held) - 2 * context) // width
+        if windows > 0:
+            self._measure(held[: windows * width + 2 * context], windows)
+            held = held[windows * width :]
+        self._held = held
+
+    def result(self) -> float:
+        """The peak, once the signal has ended (silence after it)."""
+        width, context = TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT
+        rest = len(self._held) - context
+        if rest > 0:
+            windows = -(-rest // width)
+            padded = np.zeros(windows * width + 2 * context, dtype=np.float32)
+            padded[: len(self._held)] = self._held
+            self._measure(padded, windows)
+            self._held = padded[windows * width :]
+        return self.peak
+
+    def _measure(self, padded: npt.NDArray[np.float32], windows: int) -> None:
+        """The peak of `windows` windows, with `_TRUE_PEAK_CONTEXT` samples either side."""
+        width, context = TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT
+        peaks = np.abs(padded[context : context + windows * width]).reshape(windows, width).max(1)
+        self.peak = max(self.peak, float(peaks.max()))
+        loud = np.flatnonzero(peaks > self.floor)
+        if not len(loud):
+            return
+        size = width + 2 * context
+        spectra = np.fft.rfft(padded[(loud * width)[:, None] + np.arange(size)], axis=1)
+        step = dsp.fraction_ramp(size, self.factor)
+        for _ in range(self.factor - 1):
             spectra *= step
             between = np.fft.irfft(spectra, size, axis=1)[:, context : context + width]
-            best = max(best, float(np.abs(between).max()))
-    return best
+            self.peak = max(self.peak, float(np.abs(between).max()))
 
 
 def limiter_gain(
