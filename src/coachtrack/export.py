@@ -787,7 +787,8 @@ class _IslandEncoders:
             None if true_peak_dbtp is None else loudness.db_to_gain(true_peak_dbtp - _CHECK_ROOM_DB)
         )
         self._open: dict[int, _Island] = {}
-        self.encoded_again = 0  # islands encoded again, quieter, in this process
+        if self._ceiling is not None:
+            import soundfile  # noqa: F401  here, before workers fork: they share it
 
     def open(self, island: int, start: int) -> None:
         """Start an island's encoder at frame `start`."""
@@ -826,7 +827,6 @@ class _IslandEncoders:
             for granule, pcm in sound:
                 again.feed(granule, _scaled(pcm, gain))
             frames = again.finish(end)
-            self.encoded_again += 1
         return frames
 
 
