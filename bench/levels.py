@@ -4,9 +4,9 @@
 
 Prints integrated loudness and true peak per track, and how far each is from its
 profile's loudness target and true-peak ceiling; exits 1 when a track is more than
-0.3 LU over its target or 0.5 LU under it (where the build would print a note: the
-gain stops short where more would only feed the limiter), or less than 0.5 dB under
-its ceiling.
+0.3 LU over its target or 1 LU under it (where the build prints a note: the gain
+stops short where more would only feed the limiter), or peaks closer to its ceiling
+than the room the MP3 true-peak check keeps (0.3 dB).
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from coachtrack.build import QUIET_LU
+from coachtrack.export import TRUE_PEAK_ROOM_DB
 from coachtrack.profiles import get_profile
 
-LU_OVER, LU_UNDER, PEAK_MARGIN_DB = 0.3, QUIET_LU, 0.5
+LU_OVER, LU_UNDER, PEAK_MARGIN_DB = 0.3, QUIET_LU, TRUE_PEAK_ROOM_DB
 
 
 def ebur128(path: Path) -> tuple[float, float]:

@@ -732,7 +732,7 @@ def _island_end(last_sound: int, n_frames: int) -> int:
 # heard; the rest of the track is left as it was. An island longer than the sound kept
 # for this (a music bed under a whole session) streams unchecked.
 
-_CHECK_ROOM_DB = 0.3  # an island decodes this far under the ceiling at least ...
+TRUE_PEAK_ROOM_DB = 0.3  # an island decodes this far under the ceiling at least ...
 _CHECK_AIM_DB = 0.5  # ... and one encoded again is aimed this far under it
 _CHECK_FLOOR_DB = 6.0  # windows this far under the ceiling need no interpolation
 _CHECK_ATTEMPTS = 4
@@ -784,7 +784,9 @@ class _IslandEncoders:
         self.silence = silence
         self.n_frames = n_frames
         self._ceiling = (
-            None if true_peak_dbtp is None else loudness.db_to_gain(true_peak_dbtp - _CHECK_ROOM_DB)
+            None
+            if true_peak_dbtp is None
+            else loudness.db_to_gain(true_peak_dbtp - TRUE_PEAK_ROOM_DB)
         )
         self._open: dict[int, _Island] = {}
         if self._ceiling is not None:
@@ -822,7 +824,7 @@ class _IslandEncoders:
             peak = _decoded_true_peak(frames, floor)
             if peak <= ceiling:
                 break
-            gain *= ceiling / peak * loudness.db_to_gain(_CHECK_ROOM_DB - _CHECK_AIM_DB)
+            gain *= ceiling / peak * loudness.db_to_gain(TRUE_PEAK_ROOM_DB - _CHECK_AIM_DB)
             again = _Island(self.stream, self.silence, start=start)
             for granule, pcm in sound:
                 again.feed(granule, _scaled(pcm, gain))
