@@ -261,6 +261,11 @@ def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
         (["build", "short.yaml", "--out", "out", "--jobs", "0"], "--jobs"),
         (["build", "short.yaml", "--out", "out", "-p", "nightly"], "unknown profile 'nightly'"),
         (["plan", "short.yaml", "--profile", "nightly"], "unknown profile 'nightly'"),
+        (["plan", "short.yaml", "-p", "phone", "-p", "gym"], "give one profile, not 2"),
+        (
+            ["mix", "short.yaml", "--out", "out/s.mp3", "-p", "gym", "-p", "bedside"],
+            "give one profile, not 2",
+        ),
         (["build", "short.yaml", "--out", "out", "--format", "ogg"], "unknown format 'ogg'"),
         (["check", "missing.yaml"], "missing.yaml: no such file or folder"),
         (["build", "empty-folder", "--out", "out"], "empty-folder: no routine files"),
@@ -278,6 +283,10 @@ def test_usage_errors_exit_2_without_traceback(
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "c").exists()
+
+
+def test_a_format_is_known_in_any_case() -> None:
+    assert [cli._format(name) for name in ("MP3", "m4a", "Wav")] == ["mp3", "m4a", "wav"]
 
 
 def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 from pathlib import Path
@@ -378,6 +379,10 @@ BAD = {
     "track-repeat-over-4h": (
         actions("- repeat: 100\n  do: [{hold: 30m}]"),
         ["r.yaml:2:1: steps: the routine would last about 50h 0m, over the 4 hour limit"],
+    ),
+    "track-just-over-4h": (  # not "about 4h 0m, over the 4 hour limit"
+        actions("- hold: 30m\n" * 8),
+        ["r.yaml:2:1: steps: the routine would last about 4h 0m 1s, over the 4 hour limit"],
     ),
     "track-sides-over-4h": (
         step("sides: [a, b, c, d, e, f, g, h, i]") + "      - hold: 30m\n" * 8,
@@ -1118,6 +1123,19 @@ def test_load_routines_reads_folders_sorted_and_files(tmp_path: Path) -> None:
     routines = load_routines([folder, extra, folder / "a.yaml"])
     assert [r.title for r in routines] == ["A", "B", "C"]
     assert discover([folder]) == [folder / "a.yaml", folder / "b.yml"]
+
+
+def test_a_folder_s_broken_link_or_pipe_is_reported_not_skipped(tmp_path: Path) -> None:
+    write(tmp_path, _routine_text("A"), "a.yaml")
+    (tmp_path / "knee.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    os.mkfifo(tmp_path / "hip.yaml")
+    (tmp_path / "sub.yaml").mkdir()  # a folder, whatever its name, is not a routine
+    with pytest.raises(UserError) as caught:
+        load_routines([tmp_path])
+    assert [p.path for p in caught.value.problems] == [
+        str(tmp_path / "hip.yaml"),
+        str(tmp_path / "knee.yaml"),
+    ]
 
 
 def test_load_routines_collects_problems_from_every_file(tmp_path: Path) -> None:

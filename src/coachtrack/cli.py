@@ -44,10 +44,19 @@ ProfileOpt = Annotated[
     typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}; may be repeated."),
 ]
 OneProfileOpt = Annotated[
-    str, typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}.")
+    list[str] | None,
+    typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}. Default: phone"),
 ]
 VoiceOpt = Annotated[str | None, typer.Option(help="Engine voice id (see `coachtrack voices`).")]
 JobsOpt = Annotated[int, typer.Option(min=1, help="Work in parallel on this many cores.")]
+
+
+def _one_profile(names: Sequence[str] | None) -> Profile:
+    """The one profile of a command that makes one track (`plan`, `mix`)."""
+    chosen = list(dict.fromkeys(names or ["phone"]))
+    if len(chosen) > 1:
+        raise UserError(f"--profile: this makes one track; give one profile, not {len(chosen)}")
+    return get_profile(chosen[0])
 
 
 def _profiles(names: Sequence[str] | None) -> list[Profile]:
@@ -93,7 +102,7 @@ def _one_routine(path: Path) -> Routine:
 
 def _format(fmt: str) -> build.Format:
     for known in build.FORMATS:
-        if fmt == known:
+        if fmt.lower() == known:
             return known
     raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
 
@@ -146,7 +155,7 @@ def check(paths: PathsArg = None) -> None:
 @app.command()
 def plan(
     path: Annotated[Path, typer.Argument(help="A routine file.")],
-    profile: OneProfileOpt = "phone",
+    profile: OneProfileOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="The cue sheet as JSON.")] = False,
     svg: Annotated[
         Path | None, typer.Option(help="Also draw the timeline, as an SVG picture, into this file.")
@@ -157,7 +166,7 @@ def plan(
     coachtrack plan routines/night-cramp-relief.yaml --profile bedside --json"""
     problems = _Problems()
     routine = problems.collect(_one_routine, path)
-    chosen = problems.collect(get_profile, profile)
+    chosen = problems.collect(_one_profile, profile)
     if svg is not None:
         problems.collect(_svg_file, svg, path)
     problems.raise_any()
@@ -222,7 +231,7 @@ def mix(
         typer.Argument(help="Routine files or folders, in the order to play them (repeats play)."),
     ],
     out: Annotated[Path, typer.Option(help="The session file (.mp3, .m4a or .wav).")],
-    profile: OneProfileOpt = "phone",
+    profile: OneProfileOpt = None,
     music: MusicOpt = None,
     voice: VoiceOpt = None,
 ) -> None:
@@ -230,7 +239,7 @@ def mix(
     coachtrack mix routines/hamstring-warmup.yaml routines/night-cramp-relief.yaml -p gym
     --out audio_out/gym/session.mp3"""
     problems = _Problems()
-    chosen = problems.collect(get_profile, profile)
+    chosen = problems.collect(_one_profile, profile)
     # Each path on its own: a session may play a routine twice, or two with the same id.
     routines = [r for p in paths for r in problems.collect(load_routines, [p]) or []]
     problems.collect(build.check_music, music, [chosen] if chosen else [])

@@ -187,7 +187,7 @@ def _files_at(path: Path) -> tuple[list[Path], Problem | None]:
         for entry in entries
         if entry.suffix.lower() in ROUTINE_SUFFIXES
         and not entry.name.startswith(".")  # editors' and systems' hidden files
-        and entry.is_file()
+        and not entry.is_dir()  # a broken link or a pipe is reported, not skipped
     )
     if not found:
         return [], Problem(str(path), "no routine files (*.yaml, *.yml) in this folder")
@@ -1119,8 +1119,12 @@ def _check_length(routine: Routine, steps: _Entry | None, ctx: _Context) -> None
 
 
 def _hours(length_ms: int) -> str:
-    """A length as `4h 12m`."""
-    hours, minutes = divmod(round(length_ms / 60_000), 60)
+    """A length over the limit as `4h 12m`; as `4h 0m 12s` where minutes would hide that."""
+    minutes = round(length_ms / 60_000)
+    if minutes * 60_000 <= MAX_TRACK_MS:
+        hours, seconds = divmod(math.ceil(length_ms / 1000), 3600)
+        return f"{hours}h {seconds // 60}m {seconds % 60}s"
+    hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m"
 
 
