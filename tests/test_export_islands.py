@@ -766,19 +766,24 @@ def two_islands() -> Samples:
     return pcm
 
 
+def free_and_checked(tmp_path: Path, pcm: Samples, ceiling_dbtp: float) -> tuple[Path, Path]:
+    """The track written as it comes, and written with the true-peak check."""
+    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
+    write(free, pcm)
+    n = len(pcm)
+    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
+                true_peak_dbtp=ceiling_dbtp)  # fmt: skip
+    return free, checked
+
+
 @pytest.mark.parametrize("processes", [1, 2])
 def test_an_island_decoding_over_the_ceiling_is_encoded_again_under_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, forked: list[int], processes: int
 ) -> None:
     use_processes(monkeypatch, processes)
-    pcm = two_islands()
-    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
-    write(free, pcm)
-    n = len(pcm)
-    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
-                true_peak_dbtp=-3.0)  # fmt: skip
+    free, checked = free_and_checked(tmp_path, two_islands(), -3.0)
     before, after = decode(free), decode(checked)
-    quiet, loud = slice(0, 5 * SR), slice(5 * SR, n)
+    quiet, loud = slice(0, 5 * SR), slice(5 * SR, len(before))
     over = decoded_peak_db(before[loud]) - -3.0
     assert over > 0  # the noise rode over the ceiling ...
     assert -4.0 < decoded_peak_db(after[loud]) <= -3.0 - 0.25  # ... and now it does not
@@ -789,26 +794,17 @@ def test_an_island_decoding_over_the_ceiling_is_encoded_again_under_it(
     assert read_track_info(checked).duration_ms == read_track_info(free).duration_ms
 
 
-def test_an_island_under_the_ceiling_keeps_its_bytes(
-    encoded: tuple[Samples, Path], tmp_path: Path
-) -> None:
-    pcm, path = encoded
-    checked = tmp_path / "t.mp3"
-    write_track(checked, chunked(pcm, (SR,)), n_samples=len(pcm), sample_rate=SR,
-                info=info_for(len(pcm)), true_peak_dbtp=0.0)  # fmt: skip
-    assert checked.read_bytes() == path.read_bytes()
+def test_an_island_under_the_ceiling_keeps_its_bytes(tmp_path: Path) -> None:
+    # The loudest island (clipped noise) decodes at -0.3 dBTP: well under +1.
+    free, checked = free_and_checked(tmp_path, track(), 1.0)
+    assert checked.read_bytes() == free.read_bytes()
 
 
 def test_an_island_too_long_to_keep_streams_unchecked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(export, "_CHECKED_ISLAND_BYTES", 4 * GRANULE * 2)
-    pcm = two_islands()
-    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
-    write(free, pcm)
-    n = len(pcm)
-    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
-                true_peak_dbtp=-3.0)  # fmt: skip
+    free, checked = free_and_checked(tmp_path, two_islands(), -3.0)
     assert checked.read_bytes() == free.read_bytes()
 
 
