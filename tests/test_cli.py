@@ -322,10 +322,15 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
     result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert sorted(result.stderr.splitlines()) == [
-        "de.yaml: language: a session speaks one language: 'de' here, 'en' in a.yaml",
+        "de.yaml: language: a session speaks one language: 'de' here, 'en' in the others",
         "missing.mp3: --music: no such music file",
         "s.ogg: --out: must end in .mp3, .m4a or .wav",
     ]
+    # A routine named twice plays twice; its problems are said once.
+    (tmp_path / "bad.yaml").write_text(actions("- hold: 99x"), encoding="utf-8")
+    result = run_cli("mix", "bad.yaml", "bad.yaml", "--out", "s.mp3", cache=tmp_path / "c",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
 
 
 @pytest.mark.parametrize(
@@ -345,9 +350,12 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
         (["build", "short.yaml", "--out", "blocked"],
          "blocked/phone/short.lrc: a folder is in the way of this output; move it or choose "
          "another --out"),
+        (["build", "short.yaml", "--out", "listed"],
+         "listed/phone/playlist.m3u8: a folder is in the way of this output; move it or "
+         "choose another --out"),
     ],
     ids=["music-is-out", "svg-is-routine", "svg-is-folder", "mix-index", "build-index",
-         "folder-in-the-way"],
+         "folder-in-the-way", "playlist-in-the-way"],
 )  # fmt: skip
 def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     tmp_path: Path, args: list[str], message: str
@@ -356,6 +364,7 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     (tmp_path / "index.yaml").write_text(top("level: easy"), encoding="utf-8")
     (tmp_path / "song.mp3").write_bytes(b"the user's own music")
     (tmp_path / "blocked" / "phone" / "short.lrc").mkdir(parents=True)
+    (tmp_path / "listed" / "phone" / "playlist.m3u8").mkdir(parents=True)
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -363,6 +372,16 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not (tmp_path / "out").exists()
     assert [p.name for p in (tmp_path / "blocked" / "phone").iterdir()] == ["short.lrc"]
+
+
+def test_an_svg_under_a_file_is_refused_before_anything_is_spoken(tmp_path: Path) -> None:
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    (tmp_path / "m.mp3").write_bytes(b"a file")
+    result = run_cli("plan", "short.yaml", "--svg", "m.mp3/x.svg", cache=tmp_path / "c",
+                     cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.splitlines() == ["coachtrack: --svg: m.mp3 is a file, not a folder"]
+    assert not (tmp_path / "c").exists()  # nothing was spoken
 
 
 def test_an_unknown_encoder_setting_is_refused_before_anything_is_spoken(
@@ -448,6 +467,19 @@ def test_a_reminder_its_hold_has_no_room_for_is_noted(tmp_path: Path) -> None:
             'coachtrack: note: r.yaml: the reminder "Relax." does not fit in its hold in the '
             "gym profile (a hold's first 3 s and its countdown stay free), so it is not said"
         ]
+
+
+@pytest.mark.engine
+def test_a_symbol_the_engine_has_no_word_for_is_refused_where_it_is_written(
+    tmp_path: Path,
+) -> None:
+    text = 'title: T\nintro: ["\u266a"]\nsteps:\n  - title: S\n    do:\n      - say: "\u266a"\n'
+    (tmp_path / "r.yaml").write_text(text + '      - say: "Thumbs \U0001f44d"\n', "utf-8")
+    result = run_cli("build", "r.yaml", "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    message = '"\u266a": the speech engine says nothing for this text; write it in words'
+    assert result.stderr.splitlines() == [f"r.yaml: {message}", f"r.yaml:6:9: {message}"]
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.engine

@@ -288,6 +288,7 @@ def test_an_mp3_decodes_under_its_ceiling_even_when_the_encoder_overshoots(
     lufs, peak = ebur128(tmp_path / "gym" / "short.mp3")
     if checked:
         # Turned down to just under it: islands 1 to 3 dB quieter, not silenced.
-        assert -1.0 - 1.0 <= peak <= -1.0 and lufs > -14 - 2.0
+        assert -1.0 - 1.0 <= peak <= -1.0 - export.TRUE_PEAK_ROOM_DB + 0.05
+        assert lufs > -14 - 2.0
     else:
         assert peak > -1.0

@@ -18,20 +18,22 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import unicodedata
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from coachtrack import SAMPLE_RATE, __version__
+from coachtrack import SAMPLE_RATE, __version__, files
 from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import MAX_TRACK_MS
-from coachtrack.model import Routine
+from coachtrack.model import Action, Repeat, Routine, Say, Step, Where
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
-from coachtrack.speech import SpeechCache, SpeechEngine, SpeechRequest, knows_voice
+from coachtrack.speech import SilentLine, SpeechCache, SpeechEngine, SpeechRequest, knows_voice
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_ms, with_music
 
 if TYPE_CHECKING:  # the render stack loads only when something is rendered
@@ -189,7 +191,14 @@ class Studio:
         from coachtrack import sounds
 
         scripts = [self.script(track) for track in tracks]
-        lengths = self.speak(scripts, keep=keep_speech)
+        try:
+            lengths = self.speak(scripts, keep=keep_speech)
+        except SilentLine as error:
+            if not all(map(_wordless, error.texts)):
+                raise  # silent on words: the engine is at fault
+            # Symbols alone the engine has no word for ("♪"): the routine's to fix.
+            routines = list(dict.fromkeys(r for track in tracks for r in track.routines))
+            raise UserError([p for t in error.texts for p in said_nothing(t, routines)]) from None
         planned = []
         with self.timings.stage("plan"):
             for track, script in zip(tracks, scripts, strict=True):
@@ -206,6 +215,39 @@ class Studio:
         return planned
 
 
+def _wordless(text: str) -> bool:
+    """Whether a text has no letter or digit: symbols and punctuation alone."""
+    return not any(unicodedata.category(char)[0] in "LN" for char in text)
+
+
+def said_nothing(text: str, routines: Iterable[Routine]) -> list[Problem]:
+    """Where `text`, which the speech engine says nothing for, is written in these routines."""
+    message = f'"{text}": the speech engine says nothing for this text; write it in words'
+    problems = []
+    for routine in routines:
+        if text in (*routine.intro, *routine.outro, routine.safety):
+            problems.append(Problem(routine.path, message))
+        places = [where for step in routine.steps for where in _places(text, step)]
+        problems += [Problem(w.path, message, w.line, w.col) for w in places if w is not None]
+    return problems or [Problem("coachtrack", message)]
+
+
+def _places(text: str, step: Step) -> Iterator[Where | None]:
+    """Where a step's actions say `text` (on some side)."""
+    said = {text} | {text.replace(side, "{side}") for side in step.sides}
+
+    def walk(actions: Iterable[Action]) -> Iterator[Where | None]:
+        for action in actions:
+            if isinstance(action, Repeat):
+                yield from walk(action.actions)
+                continue
+            texts = action.lines if isinstance(action, Say) else getattr(action, "remind", ())
+            if said & set(texts):
+                yield action.where
+
+    return walk(step.actions)
+
+
 def _check_length(track: Track, timeline: Timeline) -> None:
     """A user error for a track over the 4-hour limit (the loader's check is an estimate)."""
     if timeline.to_ms(timeline.duration) <= MAX_TRACK_MS:
@@ -216,13 +258,14 @@ def _check_length(track: Track, timeline: Timeline) -> None:
 
 
 def _language(routines: Sequence[Routine]) -> str:
-    languages = {r.language for r in routines}
+    languages = Counter(r.language for r in routines)
     if len(languages) > 1:
-        first = routines[0]
+        # The odd ones out are named: measured against the language most of them speak.
+        most, _ = languages.most_common(1)[0]
         raise UserError([
             Problem(str(r.path), f"a session speaks one language: {r.language!r} here, "
-                                 f"{first.language!r} in {first.path}", key="language")
-            for r in dict.fromkeys(routines) if r.language != first.language
+                                 f"{most!r} in the others", key="language")
+            for r in dict.fromkeys(routines) if r.language != most
         ])  # fmt: skip
     return routines[0].language
 
@@ -448,7 +491,7 @@ def write_index(folder: Path) -> None:
     """
     from coachtrack import export, page
 
-    index = folder / INDEX_PAGE
+    index = folder / files.INDEX_PAGE
     if index.exists() and not page.is_ours(index):
         return
     rows = []
@@ -461,7 +504,7 @@ def write_index(folder: Path) -> None:
     for _, _, path in found:
         tracks.setdefault(path.stem, path)
     for html in sorted(folder.glob("*.html")):
-        if html.name == INDEX_PAGE or html.name.startswith("."):
+        if html.name == files.INDEX_PAGE or html.name.startswith("."):
             continue
         track = tracks.get(html.stem)
         if track is None:
@@ -537,34 +580,29 @@ def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
         raise UserError(problems)
 
 
-INDEX_PAGE = "index.html"  # a profile folder's list of its tracks
-
-
 def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool = False) -> None:
     """A UserError for outputs that would overwrite what must stay, or cannot be written."""
     problems: list[Problem] = []
     for track in tracks:
-        files = (track.path, _lrc_path(track), track.path.with_suffix(".html"))
-        if track.path.with_suffix(".html").name.lower() == INDEX_PAGE:
+        outputs = (track.path, _lrc_path(track), track.path.with_suffix(".html"))
+        if track.path.with_suffix(".html").name.lower() == files.INDEX_PAGE:
             what = "--out" if session else "id"
             where = str(track.path) if session else str(track.routines[0].path)
             problems.append(Problem(where, f"a track named '{track.path.stem}' would have its "
-                                           f"page overwritten by the folder's {INDEX_PAGE}; "
+                                           f"page overwritten by the folder's {files.INDEX_PAGE}; "
                                            "choose another name", key=what))  # fmt: skip
-        if music is not None and any(_same_file(music, f) for f in files):
+        if music is not None and any(files.same_file(music, f) for f in outputs):
             problems.append(Problem(str(music), "is where the track would be written; "
                                                 "choose another --out", key="--music"))  # fmt: skip
-        in_the_way = "a folder is in the way of this output; move it or choose another --out"
-        problems += [Problem(str(f), in_the_way) for f in files if f.is_dir()]
+        problems += [Problem(str(f), _IN_THE_WAY) for f in outputs if f.is_dir()]
+    for folder in dict.fromkeys(track.path.parent for track in tracks):
+        beside = (folder / files.PLAYLIST_NAME, folder / files.INDEX_PAGE)
+        problems += [Problem(str(f), _IN_THE_WAY) for f in beside if f.is_dir()]
     if problems:
         raise UserError(problems)
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    try:
-        return a.resolve() == b.resolve()
-    except OSError:
-        return False
+_IN_THE_WAY = "a folder is in the way of this output; move it or choose another --out"
 
 
 def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:

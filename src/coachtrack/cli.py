@@ -14,7 +14,7 @@ from typing import Annotated, Any, NoReturn, TypeVar, cast
 
 import typer
 
-from coachtrack import __version__, build, tools
+from coachtrack import __version__, build, files, tools
 from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
@@ -123,7 +123,7 @@ def _svg_file(svg: Path, routine: Path) -> Path:
     """`--svg` as a file to write the picture to, or a user error saying why not."""
     if not svg.name or svg.is_dir():
         raise UserError([Problem(str(svg), "is a folder; name the picture's file", key="--svg")])
-    if svg.resolve() == routine.resolve():
+    if files.same_file(svg, routine):
         raise UserError([Problem(str(svg), "is the routine itself", key="--svg")])
     return svg
 
@@ -170,6 +170,8 @@ def plan(
     if svg is not None:
         problems.collect(_svg_file, svg, path)
     problems.raise_any()
+    if svg is not None:
+        _out_folder(svg.parent, "--svg")  # before anything is spoken
     options = build.BuildOptions()
     track = build.routine_track(routine, chosen, options)
     planned = _studio(voice, 2).plan(track)
@@ -178,7 +180,6 @@ def plan(
     if svg is not None:
         from coachtrack import page
 
-        _out_folder(svg.parent, "--svg")
         page.write_page(svg, page.timeline_svg(cue_sheet(planned.timeline)))
     if as_json:
         typer.echo(json.dumps(cue_sheet(planned.timeline), indent=2, ensure_ascii=False))
@@ -241,7 +242,8 @@ def mix(
     problems = _Problems()
     chosen = problems.collect(_one_profile, profile)
     # Each path on its own: a session may play a routine twice, or two with the same id.
-    routines = [r for p in paths for r in problems.collect(load_routines, [p]) or []]
+    loaded = {p: problems.collect(load_routines, [p]) or [] for p in dict.fromkeys(paths)}
+    routines = [r for p in paths for r in loaded[p]]
     problems.collect(build.check_music, music, [chosen] if chosen else [])
     problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, 2)  # an unknown --voice

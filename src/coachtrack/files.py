@@ -14,6 +14,10 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+# What a folder of tracks holds besides them, written by coachtrack.
+PLAYLIST_NAME = "playlist.m3u8"
+INDEX_PAGE = "index.html"  # the list of its tracks, as a page
+
 
 @contextlib.contextmanager
 def temp_beside(path: Path) -> Iterator[Path]:
@@ -65,3 +69,11 @@ def _running(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def same_file(a: Path, b: Path) -> bool:
+    """Whether two paths name one file (False if either cannot be resolved)."""
+    try:
+        return a.resolve() == b.resolve()
+    except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
+        return False

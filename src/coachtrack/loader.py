@@ -248,7 +248,7 @@ def _decode(name: str, data: bytes) -> tuple[str | None, Problem | None]:
         text = body.decode("utf-8")
     except UnicodeDecodeError as error:
         offset = error.start + len(data) - len(body)
-        line = data[:offset].count(b"\n") + 1
+        line = len(re.findall(rb"\r\n|\r|\n", data[:offset])) + 1  # as editors count
         message = (
             f"the file is not UTF-8 text: byte 0x{data[offset]:02X} at line {line} "
             f"(byte {offset + 1}) cannot be read; save the file as UTF-8"
@@ -712,13 +712,13 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
 def _nothing_to_say(text: str) -> str | None:
     """Why the speech engine would say nothing for `text`, if it would not."""
     # The engine reads texts without markup (see speech.plain_text) and says
-    # nothing for bare punctuation such as "..." or "-", nor for symbols alone
-    # ("♪", "✓", "⌘", "|", "^"): a text needs a letter or a digit (category L* or N*).
+    # nothing for bare punctuation such as "..." or "-". It says many symbols ("+" is
+    # "plus", "👍" "thumbs up") but not all ("♪"): those the build reports, where they are.
     spoken = plain_text(text)
     if not spoken:
         return "nothing to speak: markup such as <break/> or [[...]] is not read out"
-    if not any(unicodedata.category(char)[0] in "LN" for char in spoken):
-        return "nothing to speak: the text has no letters or digits"
+    if not any(unicodedata.category(char)[0] in "LNS" for char in spoken):
+        return "nothing to speak: the text has no letters, digits or symbols"
     return None
 
 

@@ -459,6 +459,7 @@ class Pyttsx3Engine:
                 for request, text, wav in zip(unique, texts, wavs, strict=True)
             ]
             failures: list[tuple[int, str]] = []
+            unsaid: list[str] = []  # lines the engine said nothing for
             hung = False
             replies = contextlib.closing(self._replies(items, jobs=jobs, scratch=scratch))
             with replies as each:  # closed, the server free again, even if we stop early
@@ -470,7 +471,12 @@ class Pyttsx3Engine:
                             failed = f'speech engine failed on "{request.text}": {reply["error"]}'
                             failures.append((index, failed))
                         continue
-                    yield request, _clip_from_wav(wavs[index], request.text)
+                    try:
+                        clip = _clip_from_wav(wavs[index], request.text)
+                    except SilentLine:
+                        unsaid.append(request.text)
+                        continue
+                    yield request, clip
             messages = [message for _, message in sorted(failures)]
             if hung:
                 messages.append(
@@ -479,6 +485,8 @@ class Pyttsx3Engine:
                 )
             if messages:
                 raise BuildError("\n".join(messages))
+            if unsaid:
+                raise SilentLine(*unsaid)
 
     def _run(self, items: list[dict[str, Any]], *, jobs: int, scratch: str) -> list[dict[str, Any]]:
         """Have the fork server run the items; one reply per item, in item order."""
@@ -536,8 +544,16 @@ def _clip_from_wav(path: Path, text: str) -> Clip:
         )
     pcm = trim_silence(np.frombuffer(frames, dtype="<i2"))
     if pcm.size == 0:
-        raise BuildError(f'speech engine produced only silence for "{text}"')
+        raise SilentLine(text)
     return pcm16_to_clip(pcm)
+
+
+class SilentLine(BuildError):
+    """The engine said nothing for these texts (a symbol it has no word for, say)."""
+
+    def __init__(self, *texts: str) -> None:
+        super().__init__("\n".join(f'speech engine produced only silence for "{t}"' for t in texts))
+        self.texts = texts
 
 
 # --- fork server: parent side
