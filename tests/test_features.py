@@ -171,7 +171,8 @@ def test_a_session_of_two_routines_carries_both_and_lasts_about_their_sum(
     result = run_cli("mix", str(SHORT), str(second), "--out", str(session), cache=cache)
     assert result.returncode == 0, result.stderr
     titles = [c["tags"]["title"] for c in ffprobe_chapters(session)]
-    assert titles == ["Reach (right)", "Reach (left)", "Rest"] * 2
+    assert titles == [f"{routine} – {step}" for routine in ("Short test routine", "Second routine")
+                      for step in ("Reach (right)", "Reach (left)", "Rest")]  # fmt: skip
     one = len(decode(three / "phone" / "short.mp3"))
     assert abs(len(decode(session)) - 2 * one) < 0.15 * 2 * one
     playlist = (session.parent / "playlist.m3u8").read_text(encoding="utf-8")

@@ -163,6 +163,13 @@ def make_session_script(
         for n, step in enumerate(routine.steps, start=1):
             body.extend(_step_items(n, step, profile, book, first=n == 1))
         body.extend(_closing(routine, profile, book, finish=False))
+        if len(routines) > 1:  # a player's chapter list says which routine a step is of
+            body = [
+                ChapterMark(f"{routine.title} – {item.title}")
+                if isinstance(item, ChapterMark)
+                else item
+                for item in body
+            ]
         mark = next(i for i, item in enumerate(body) if isinstance(item, ChapterMark))
         # Each routine after the first starts with the start chime too: a boundary a room
         # hears (it was 1.3 s of silence in a gym session).
