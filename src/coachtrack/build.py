@@ -198,7 +198,7 @@ class Studio:
                 raise  # silent on words: the engine is at fault
             # Symbols alone the engine has no word for ("♪"): the routine's to fix.
             routines = list(dict.fromkeys(r for track in tracks for r in track.routines))
-            raise UserError([p for t in error.texts for p in said_nothing(t, routines)]) from None
+            raise UserError([p for t in error.texts for p in _said_nothing(t, routines)]) from None
         planned = []
         with self.timings.stage("plan"):
             for track, script in zip(tracks, scripts, strict=True):
@@ -220,7 +220,7 @@ def _wordless(text: str) -> bool:
     return not any(unicodedata.category(char)[0] in "LN" for char in text)
 
 
-def said_nothing(text: str, routines: Iterable[Routine]) -> list[Problem]:
+def _said_nothing(text: str, routines: Iterable[Routine]) -> list[Problem]:
     """Where `text`, which the speech engine says nothing for, is written in these routines."""
     message = f'"{text}": the speech engine says nothing for this text; write it in words'
     problems = []
@@ -584,8 +584,9 @@ def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool 
     """A UserError for outputs that would overwrite what must stay, or cannot be written."""
     problems: list[Problem] = []
     for track in tracks:
-        outputs = (track.path, _lrc_path(track), track.path.with_suffix(".html"))
-        if track.path.with_suffix(".html").name.lower() == files.INDEX_PAGE:
+        html = track.path.with_suffix(".html")
+        outputs = (track.path, _lrc_path(track), html)
+        if html.name.lower() == files.INDEX_PAGE:
             what = "--out" if session else "id"
             where = str(track.path) if session else str(track.routines[0].path)
             problems.append(Problem(where, f"a track named '{track.path.stem}' would have its "

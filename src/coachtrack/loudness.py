@@ -159,21 +159,14 @@ TRUE_PEAK_WINDOW = 448  # samples judged together; with the context, a 576-point
 _TRUE_PEAK_CONTEXT = 64  # samples either side, so the window's edges are interpolated well
 
 
-def true_peak_above(x: npt.NDArray[np.float32], floor: float, *, factor: int = 4) -> float:
-    """`true_peak(x)` wherever that tops `floor`, in windows, and quickly for long sounds.
+class TruePeakMeter:
+    """`true_peak` of a signal that comes in blocks, wherever it tops `floor`, quickly.
 
     Only windows whose sample peak is over `floor` are interpolated: elsewhere the
     sample peak stands, so the answer is exact wherever it matters when `floor` sits
     far enough under the level of interest (decoded MP3 speech rose up to 4 dB between
-    samples, measured on the shipped routines).
+    samples, measured on the shipped routines). A few windows are held at a time.
     """
-    meter = TruePeakMeter(floor, factor=factor)
-    meter.add(x)
-    return meter.result()
-
-
-class TruePeakMeter:
-    """`true_peak_above` of a signal that comes in blocks, holding a few windows at a time."""
 
     def __init__(self, floor: float, *, factor: int = 4) -> None:
         self.floor, self.factor = floor, factor

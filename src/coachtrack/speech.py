@@ -459,7 +459,7 @@ class Pyttsx3Engine:
                 for request, text, wav in zip(unique, texts, wavs, strict=True)
             ]
             failures: list[tuple[int, str]] = []
-            unsaid: list[str] = []  # lines the engine said nothing for
+            soundless: list[str] = []  # lines the engine said nothing for
             hung = False
             replies = contextlib.closing(self._replies(items, jobs=jobs, scratch=scratch))
             with replies as each:  # closed, the server free again, even if we stop early
@@ -474,7 +474,7 @@ class Pyttsx3Engine:
                     try:
                         clip = _clip_from_wav(wavs[index], request.text)
                     except SilentLine:
-                        unsaid.append(request.text)
+                        soundless.append(request.text)
                         continue
                     yield request, clip
             messages = [message for _, message in sorted(failures)]
@@ -485,8 +485,8 @@ class Pyttsx3Engine:
                 )
             if messages:
                 raise BuildError("\n".join(messages))
-            if unsaid:
-                raise SilentLine(*unsaid)
+            if soundless:
+                raise SilentLine(*soundless)
 
     def _run(self, items: list[dict[str, Any]], *, jobs: int, scratch: str) -> list[dict[str, Any]]:
         """Have the fork server run the items; one reply per item, in item order."""
