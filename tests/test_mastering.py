@@ -80,6 +80,20 @@ def test_fraction_ramp_interpolates_between_samples() -> None:
     assert np.allclose(half[200:-200], expected[200:-200], atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_spectrum_is_the_real_transform_in_the_inputs_precision(dtype: type) -> None:
+    x = speechlike(0.5, 7).astype(dtype)
+    size = dsp.fast_size(len(x) + 100)
+    expected = np.fft.rfft(x.astype(np.float64), size)
+    got = dsp.spectrum(x, size)
+    assert np.allclose(got, expected, rtol=0, atol=1e-5 * np.abs(expected).max())
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":  # numpy 1 transforms in double only
+        assert got.dtype == np.result_type(dtype, np.complex64)
+    rows = np.stack([x[:300], x[300:600]])
+    assert np.allclose(dsp.spectrum(rows, 400), np.fft.rfft(rows.astype(np.float64), 400),
+                       rtol=0, atol=1e-5 * np.abs(expected).max())  # fmt: skip
+
+
 def test_releasing_the_raw_sounds_changes_nothing_but_memory() -> None:
     from coachtrack import mixer
     from coachtrack.profiles import GYM

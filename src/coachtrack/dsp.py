@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -98,6 +99,20 @@ def moving_average(x: Float, size: int) -> Float:
     padded = np.concatenate([np.full(half, x[0]), x, np.full(size - half, x[-1])])
     cum = np.concatenate([[0.0], np.cumsum(padded)])
     return np.asarray((cum[size : size + len(x)] - cum[: len(x)]) / size, dtype=np.float64)
+
+
+def spectrum(x: npt.NDArray[np.floating], size: int, *, axis: int = -1) -> npt.NDArray[Any]:
+    """`np.fft.rfft(x, size, axis=axis)`, in the precision of `x`.
+
+    numpy 2 computes a forward transform with its default scaling in double precision
+    whatever the input (it passes the factor 1 as a Python integer, which selects the
+    double loop): 3.6 times the time for float32 (measured on numpy 2.4, 65 536 points:
+    1.18 ms against 0.33 ms). Asked to scale by 1/size instead, it stays in the input's
+    precision; the scale is then undone.
+    """
+    out = np.fft.rfft(x, size, axis=axis, norm="forward")
+    out *= size
+    return out
 
 
 @functools.cache

@@ -204,7 +204,7 @@ class TruePeakMeter:
         if not len(loud):
             return
         size = width + 2 * context
-        spectra = np.fft.rfft(padded[(loud * width)[:, None] + np.arange(size)], axis=1)
+        spectra = dsp.spectrum(padded[(loud * width)[:, None] + np.arange(size)], size)
         step = dsp.fraction_ramp(size, self.factor)
         for _ in range(self.factor - 1):
             spectra *= step

@@ -145,7 +145,7 @@ def _prepare(audio: Sound, rate: int, *, spoken: bool = False) -> _Sound:
     x = np.multiply(audio, 1 / 32768 if audio.dtype == np.int16 else 1, dtype=np.float32)
     if spoken:
         _fade_edges(x, rate)
-    band = np.fft.rfft(x, size)
+    band = dsp.spectrum(x, size)
     band *= dsp.frequency_response(dsp.ENCODER_BAND_22050, size)
     k = loudness.KWeighting.for_rate(rate).sections()
     weighted = np.fft.irfft(band * dsp.frequency_response(k, size), size)[: n + tail]
@@ -359,7 +359,7 @@ def _reband(audio: Audio, ceiling: float, window: int) -> Audio:
     response = dsp.frequency_response(dsp.ENCODER_BAND_22050, size)
     ramp = dsp.fraction_ramp(size, OVERSAMPLE)
     for _ in range(REBAND_ROUNDS):
-        band = np.fft.rfft(audio, size)
+        band = dsp.spectrum(audio, size)
         band *= response
         audio = np.asarray(np.fft.irfft(band, size)[:n], dtype=np.float32)
         level = np.abs(audio)
