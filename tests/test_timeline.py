@@ -143,8 +143,10 @@ def test_each_routine_of_a_session_starts_with_the_start_chime() -> None:
     before = max(e.end for e in tl.events if e.text is not None and e.end <= starts[1].start)
     assert starts[1].start - before >= ms(300) and starts[1].end <= second.start
     assert any(c.start <= starts[1].start < c.end and c.start > 0 for c in tl.chapters)
-    # Each chapter says which routine it is of (both are "Test" here).
-    assert [c.title for c in tl.chapters] == ["Test – Stretch (right)", "Test – Stretch (left)"] * 2
+    # Each chapter says which routine it is of; both are "Test" here, so their numbers too.
+    assert [c.title for c in tl.chapters] == [
+        f"Test ({n}) – Stretch ({side})" for n in (1, 2) for side in ("right", "left")
+    ]
     assert [e.start for e in tl.events] == sorted(e.start for e in tl.events)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -154,6 +155,7 @@ def make_session_script(
 ) -> Script:
     """Several routines as one continuous track, each announced, with one finish."""
     items: list[Item] = [ChimeItem("start")]
+    shared = {t for t, n in Counter(r.title for r in routines).items() if n > 1}
     for r, routine in enumerate(routines, start=1):
         if r > 1:
             items.append(Gap(profile.step_gap_ms * 2))
@@ -164,10 +166,11 @@ def make_session_script(
             body.extend(_step_items(n, step, profile, book, first=n == 1))
         body.extend(_closing(routine, profile, book, finish=False))
         if len(routines) > 1:  # a player's chapter list says which routine a step is of
+            # A routine played twice, or two with one title, are told apart by their
+            # number in the session, as announced ("Routine 3: ...").
+            name = f"{routine.title} ({r})" if routine.title in shared else routine.title
             body = [
-                ChapterMark(f"{routine.title} – {item.title}")
-                if isinstance(item, ChapterMark)
-                else item
+                ChapterMark(f"{name} – {item.title}") if isinstance(item, ChapterMark) else item
                 for item in body
             ]
         mark = next(i for i, item in enumerate(body) if isinstance(item, ChapterMark))
