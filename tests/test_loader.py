@@ -629,6 +629,23 @@ BAD = {
             " is not allowed, even written as an escape"
         ],
     ),
+    # Bidirectional controls reorder what players and the page show; raw or escaped
+    "bidi-override-raw": (
+        actions("- say: \u202ePull the foot back."),
+        [
+            "r.yaml:5:14: steps[0].do[0].say: the character U+202E (right-to-left override)"
+            " is not allowed: invisible, it changes the order in which players and the page"
+            " show the text"
+        ],
+    ),
+    "bidi-isolates-escaped": (
+        'title: "\\u2066Night\\u2069 cramp"\n' + ONE_STEP,
+        [
+            "r.yaml:1:8: title: the characters U+2066 (left-to-right isolate) and U+2069"
+            " (pop directional isolate) are not allowed: invisible, they change the order in"
+            " which players and the page show the text"
+        ],
+    ),
     # Surrogates: a pair is the character (see test_escaped_surrogate_pairs_are_joined)
     "surrogate-lone": (
         'title: "Leg \\ud800 day"\n' + ONE_STEP,
@@ -1067,6 +1084,20 @@ def test_texts_accept_a_single_text_or_a_list(tmp_path: Path) -> None:
         ("Bye.", "See you."),
     )
     assert routine.body_part == "leg"
+
+
+def test_invisible_characters_that_keep_the_order_are_accepted(tmp_path: Path) -> None:
+    # Pasted text often has them; the engine speaks through them ("Pull\u200bthe" is two
+    # words). Only the bidirectional controls that reorder what is shown are refused.
+    texts = [
+        "Pull\u200bthe foot.",
+        "Wa\u00adden.",
+        "Pull\u2060the foot.",
+        "\u200fRest.",
+        "👨\u200d⚕️",
+    ]
+    routine = load_routine(write(tmp_path, top("intro: " + json.dumps(texts))))
+    assert routine.intro == tuple(texts)
 
 
 def test_anchors_and_aliases_may_reuse_actions(tmp_path: Path) -> None:

@@ -98,6 +98,10 @@ _ODD_BREAK_NAMES = {
 _NOT_ALLOWED = re.compile(
     "[^\t\n\r\x20-\x7e\xa0-\u2027\u202a-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 )
+# Bidirectional embeddings, overrides and isolates: invisible, they change the order in
+# which the transcript, the chapters and the page show a text (a right-to-left override
+# shows "Pull the foot back." backwards), while the engine speaks it as written.
+_REORDERING = re.compile("[\u202a-\u202e\u2066-\u2069]")
 # JSON (which is YAML) writes a character past U+FFFF as two escapes, "\ud83e\uddb5";
 # PyYAML reads them as two surrogates, which no UTF-8 file or speech engine takes.
 _SURROGATE_PAIR = re.compile("[\ud800-\udbff][\udc00-\udfff]")
@@ -356,15 +360,18 @@ class _Loader(
         """Join surrogate pairs and record problems for characters not allowed; True if any."""
         value = _SURROGATE_PAIR.sub(_joined_pair, str(node.value))
         refused = list(dict.fromkeys(_NOT_ALLOWED.findall(value)))
+        reordering = list(dict.fromkeys(_REORDERING.findall(value)))
         # Messages never echo such characters: a terminal would obey them, or fail on them.
-        node.value = _NOT_ALLOWED.sub("\ufffd", value)
+        node.value = _REORDERING.sub("\ufffd", _NOT_ALLOWED.sub("\ufffd", value))
         breaks = self.odd_breaks.claim(node.start_mark.index, node.end_mark.index)
-        if not refused and not breaks:
+        if not refused and not reordering and not breaks:
             return False
         if is_key:  # a key's problems name the key itself, as validation does
             key = _join(key, _cut(node.value))
         if refused:
             self.ctx.add(node.start_mark, key, _escaped_message(refused))
+        if reordering:
+            self.ctx.add(node.start_mark, key, _reordering_message(reordering))
         if breaks:
             self.ctx.add(breaks[0], key, self.odd_breaks.message(breaks[0]))
         return True
@@ -426,6 +433,20 @@ def _escaped_message(characters: list[str]) -> str:
     return f"the characters {shown} are not allowed, even written as escapes"
 
 
+def _reordering_message(characters: list[str]) -> str:
+    """The problem with bidirectional controls in a text."""
+    shown = " and ".join(_character_name(character) for character in characters)
+    if len(characters) == 1:
+        return (
+            f"the character {shown} is not allowed: invisible, it changes the order in "
+            "which players and the page show the text"
+        )
+    return (
+        f"the characters {shown} are not allowed: invisible, they change the order in "
+        "which players and the page show the text"
+    )
+
+
 def _character_name(character: str) -> str:
     """`U+0007`, with a word on what it is where the code alone would puzzle."""
     code = f"U+{ord(character):04X}"
@@ -433,6 +454,8 @@ def _character_name(character: str) -> str:
         return f"{code} ({_ODD_BREAK_NAMES[character]})"
     if "\ud800" <= character <= "\udfff":
         return f"{code} (half of a surrogate pair)"
+    if _REORDERING.match(character):
+        return f"{code} ({unicodedata.name(character).lower()})"
     return code
 
 
