@@ -477,9 +477,32 @@ def test_a_symbol_the_engine_has_no_word_for_is_refused_where_it_is_written(
     (tmp_path / "r.yaml").write_text(text + '      - say: "Thumbs \U0001f44d"\n', "utf-8")
     result = run_cli("build", "r.yaml", "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    message = '"\u266a": the speech engine says nothing for this text; write it in words'
-    assert result.stderr.splitlines() == [f"r.yaml: {message}", f"r.yaml:6:9: {message}"]
+    message = 'the speech engine says nothing for "\u266a"; write it in words'
+    assert result.stderr.splitlines() == [
+        f"r.yaml:2:9: intro[0]: {message}",
+        f"r.yaml:6:9: steps[0].do[0].say: {message}",
+    ]
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.engine
+def test_a_silent_symbol_is_located_in_lists_reminders_and_titles(tmp_path: Path) -> None:
+    # Bedside says a step's title alone ("\u266a."); the list item and the reminder are
+    # named, not the action or the hold they belong to.
+    text = (
+        'title: T\nsteps:\n  - title: "\u266a"\n    sides: [right]\n    do:\n'
+        '      - say: ["Fine.", "\u266a"]\n      - hold: 20s\n        remind: "\u266a"\n'
+    )
+    (tmp_path / "r.yaml").write_text(text, "utf-8")
+    result = run_cli("plan", "r.yaml", "-p", "bedside", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    message = 'the speech engine says nothing for "\u266a"; write it in words'
+    assert result.stderr.splitlines() == [
+        f"r.yaml:3:5: steps[0].title: {message}",
+        f"r.yaml:6:24: steps[0].do[0].say[1]: {message}",
+        f"r.yaml:8:9: steps[0].do[1].remind: {message}",
+    ]
+    assert not result.stdout
 
 
 @pytest.mark.engine

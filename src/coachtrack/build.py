@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from coachtrack import SAMPLE_RATE, __version__, files
 from coachtrack.errors import BuildError, Problem, Terminated, UserError
 from coachtrack.loader import MAX_TRACK_MS
-from coachtrack.model import Action, Repeat, Routine, Say, Step, Where
+from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
@@ -197,8 +197,7 @@ class Studio:
             if not all(map(_wordless, error.texts)):
                 raise  # silent on words: the engine is at fault
             # Symbols alone the engine has no word for ("♪"): the routine's to fix.
-            routines = list(dict.fromkeys(r for track in tracks for r in track.routines))
-            raise UserError([p for t in error.texts for p in _said_nothing(t, routines)]) from None
+            raise UserError(_said_nothing(error.texts, tracks, scripts)) from None
         planned = []
         with self.timings.stage("plan"):
             for track, script in zip(tracks, scripts, strict=True):
@@ -220,32 +219,23 @@ def _wordless(text: str) -> bool:
     return not any(unicodedata.category(char)[0] in "LN" for char in text)
 
 
-def _said_nothing(text: str, routines: Iterable[Routine]) -> list[Problem]:
-    """Where `text`, which the speech engine says nothing for, is written in these routines."""
-    message = f'"{text}": the speech engine says nothing for this text; write it in words'
-    problems = []
-    for routine in routines:
-        if text in (*routine.intro, *routine.outro, routine.safety):
-            problems.append(Problem(routine.path, message))
-        places = [where for step in routine.steps for where in _places(text, step)]
-        problems += [Problem(w.path, message, w.line, w.col) for w in places if w is not None]
-    return problems or [Problem("coachtrack", message)]
-
-
-def _places(text: str, step: Step) -> Iterator[Where | None]:
-    """Where a step's actions say `text` (on some side)."""
-    said = {text} | {text.replace(side, "{side}") for side in step.sides}
-
-    def walk(actions: Iterable[Action]) -> Iterator[Where | None]:
-        for action in actions:
-            if isinstance(action, Repeat):
-                yield from walk(action.actions)
-                continue
-            texts = action.lines if isinstance(action, Say) else getattr(action, "remind", ())
-            if said & set(texts):
-                yield action.where
-
-    return walk(step.actions)
+def _said_nothing(
+    texts: Iterable[str], tracks: Sequence[Track], scripts: Sequence[Script]
+) -> list[Problem]:
+    """Where the routines write the texts the speech engine said nothing for."""
+    places: dict[Place, None] = {}
+    for track, script in zip(tracks, scripts, strict=True):
+        for text in texts:
+            written = script.written_as(text)
+            for routine in track.routines:
+                places.update((p, None) for p in routine.places if p.text in written)
+    message = 'the speech engine says nothing for "{}"; write it in words'
+    problems = [
+        Problem(p.where.path, message.format(p.text), p.where.line, p.where.col, p.key)
+        for p in places
+    ]
+    problems.sort(key=lambda p: (p.path, p.line or 0, p.col or 0))
+    return problems or [Problem("coachtrack", message.format('", "'.join(texts)))]
 
 
 def _check_length(track: Track, timeline: Timeline) -> None:

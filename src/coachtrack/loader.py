@@ -30,6 +30,7 @@ from coachtrack.model import (
     DurationRange,
     Hold,
     Pause,
+    Place,
     Repeat,
     Routine,
     Say,
@@ -548,6 +549,7 @@ class _Context:
     text: str  # the file's text, to turn a position into a line and column
     known_languages: tuple[str, ...] = tuple(PHRASEBOOKS)
     problems: list[Problem] = field(default_factory=list)
+    places: list[Place] = field(default_factory=list)  # where each spoken text is written
     line_starts: list[int] = field(init=False, default_factory=list)
 
     def __post_init__(self) -> None:
@@ -729,6 +731,8 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
         problem = _placeholder_problem(match.group(0), scope)
         if problem:
             ctx.add(spot.mark, spot.key, problem)
+    if scope.spoken:
+        ctx.places.append(Place(text, ctx.where(spot.mark), spot.key))
     return text
 
 
@@ -902,6 +906,7 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
         intro=_optional_texts(entries, "intro", ctx, spoken=True),
         outro=_optional_texts(entries, "outro", ctx, spoken=True),
         path=ctx.path,
+        places=tuple(ctx.places),
     )
     _check_length(routine, entries.get("steps"), ctx)
     return routine, id_where

@@ -19,6 +19,15 @@ class Where:
 
 
 @dataclass(frozen=True, slots=True)
+class Place:
+    """A spoken text as written, where, and under which key: for messages once it is spoken."""
+
+    text: str
+    where: Where
+    key: str  # e.g. "steps[0].do[1].say[2]"
+
+
+@dataclass(frozen=True, slots=True)
 class DurationRange:
     """A length as written: `30s` (shortest == longest) or a range `2m..2m30s`."""
 
@@ -99,3 +108,4 @@ class Routine:
     intro: tuple[str, ...] = ()
     outro: tuple[str, ...] = ()
     path: str = ""
+    places: tuple[Place, ...] = field(default=(), compare=False)  # of every spoken text

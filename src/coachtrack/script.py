@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from coachtrack.model import Action, Breathe, Hold, Pause, Repeat, Routine, Say, Step
 from coachtrack.phrases import Phrasebook
@@ -24,6 +24,9 @@ class Line:
     text: str
     step: int | None = None
     side: str | None = None
+    # The routine's text this line says, as written ({side} and all): where to point
+    # should the engine say nothing for it.
+    written: str | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +49,7 @@ class HoldItem:
     countdown: bool
     halfway: str | None
     timed: tuple[TimedCue, ...]
+    written: tuple[str, ...] = field(default=(), compare=False)  # the reminders, as written
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +114,17 @@ class Script:
                 for text in self._hold_texts(item):
                     seen[text] = None
         return tuple(seen)
+
+    def written_as(self, text: str) -> set[str]:
+        """The routine texts, as written, that a spoken `text` says."""
+        found: set[str] = set()
+        for item in self.items:
+            if isinstance(item, Line) and item.text == text and item.written is not None:
+                found.add(item.written)
+            elif isinstance(item, HoldItem):
+                found.update(w for t, w in zip(item.reminders, item.written, strict=True)
+                             if t == text)  # fmt: skip
+        return found
 
     def _hold_texts(self, hold: HoldItem) -> Iterator[str]:
         yield from hold.reminders
@@ -198,19 +213,19 @@ def _opening(
     if welcome:
         yield Line(book.welcome.format(title=routine.title))
     if profile.intro == "full":
-        yield from (Line(text) for text in routine.intro)
+        yield from (Line(text, written=text) for text in routine.intro)
     if routine.equipment:
         yield Line(book.equipment.format(items=book.join(routine.equipment)))
     if routine.safety and not profile.safety_at_end:
-        yield Line(routine.safety)
+        yield Line(routine.safety, written=routine.safety)
 
 
 def _closing(
     routine: Routine, profile: Profile, book: Phrasebook, *, finish: bool = True
 ) -> Iterator[Item]:
-    yield from (Line(text) for text in routine.outro)
+    yield from (Line(text, written=text) for text in routine.outro)
     if routine.safety and profile.safety_at_end:
-        yield Line(book.safety_note.format(safety=routine.safety))
+        yield Line(book.safety_note.format(safety=routine.safety), written=routine.safety)
     if finish:
         yield Line(book.finish)
 
@@ -225,7 +240,8 @@ def _step_items(
         yield ChapterMark(chapter_title(step, side))
         if i == 0:
             announce = book.step if profile.number_steps else book.step_unnumbered
-            yield Line(announce.format(n=n, title=_fill(step.title, side)), n, side)
+            title = announce.format(n=n, title=_fill(step.title, side))
+            yield Line(title, n, side, written=step.title)
             if side:
                 yield Line(book.first_side.format(side=side), n, side)
         else:
@@ -238,7 +254,7 @@ def _actions(
 ) -> Iterator[Item]:
     for action in actions:
         if isinstance(action, Say):
-            yield from (Line(_fill(text, side), n, side) for text in action.lines)
+            yield from (Line(_fill(text, side), n, side, written=text) for text in action.lines)
         elif isinstance(action, Hold):
             yield _hold(action, n, side, profile, book)
         elif isinstance(action, Pause):
@@ -269,6 +285,7 @@ def _hold(hold: Hold, n: int, side: str | None, profile: Profile, book: Phrasebo
         side=side,
         breathe=hold.breathe,
         reminders=tuple(_fill(text, side) for text in hold.remind),
+        written=hold.remind,
         countdown=wants_countdown and profile.countdown != "none",
         halfway=book.halfway if time_cues and length_ms >= HALFWAY_MIN_HOLD_MS else None,
         timed=tuple(timed),
