@@ -219,6 +219,23 @@ def test_a_changed_coachtrack_renders_again(monkeypatch: pytest.MonkeyPatch) -> 
     assert build.fingerprint(track, "gmw/en", "engine", None) != stamp
 
 
+def test_a_routine_whose_lines_only_moved_is_up_to_date(tmp_path: Path) -> None:
+    from coachtrack import build
+    from coachtrack.loader import load_routine
+    from coachtrack.profiles import PHONE
+
+    moved = tmp_path / "short.yaml"
+    moved.write_text("# a comment, and a blank line\n\n" + SHORT.read_text(), encoding="utf-8")
+    tracks = [
+        build.routine_track(load_routine(p), PHONE, build.BuildOptions()) for p in (SHORT, moved)
+    ]
+    assert (
+        tracks[0].routines[0].places[0].where.line + 2 == tracks[1].routines[0].places[0].where.line
+    )
+    stamps = {build.fingerprint(t, "gmw/en", "engine", None) for t in tracks}
+    assert len(stamps) == 1
+
+
 def test_editing_one_line_speaks_only_that_line(tmp_path: Path, cache: Path) -> None:
     own = tmp_path / "cache"
     assert run_cli("build", str(SHORT), "--out", str(tmp_path / "a"), cache=own).returncode == 0

@@ -313,6 +313,7 @@ def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> st
     def clean(routine: Routine) -> dict[str, Any]:
         data = dataclasses.asdict(routine)
         data.pop("path", None)
+        data.pop("places", None)  # where its texts are written: for messages only
         return dict(_without_where(data))
 
     digest = hashlib.sha256()
