@@ -432,7 +432,7 @@ def test_check_prints_one_ok_line_per_routine(tmp_path: Path) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == len(list((ROOT / "routines").glob("*.yaml"))) + 1
     for line in lines:
-        assert re.fullmatch(r"ok  \S+\.yaml  \([a-z0-9-]+, \d+ steps\)", line), line
+        assert re.fullmatch(r"ok  \S+\.yaml  \([a-z0-9-]+, (1 step|\d+ steps)\)", line), line
     assert f"ok  {SHORT}  (short, 2 steps)" in lines
     assert result.stderr == ""
     assert not (tmp_path / "c").exists()  # checking needs no speech
@@ -443,8 +443,9 @@ def test_list_shows_length_per_profile(warm: Path) -> None:
     result = run_cli("list", str(SHORT), cache=warm)
     assert result.returncode == 0, result.stderr
     header, row = result.stdout.splitlines()
-    assert header.split() == ["id", "steps", "phone", "bedside", "gym", "title"]
-    assert re.fullmatch(r"short +2 +\d\d:\d\d +\d\d:\d\d +\d\d:\d\d +Short test routine", row)
+    assert header.split() == ["id", "title", "steps", "phone", "bedside", "gym"]  # DESIGN.md's
+    assert re.fullmatch(r"short  Short test routine +2 +\d\d:\d\d +\d\d:\d\d +\d\d:\d\d", row)
+    assert header.index("steps") + 5 == row.index("2") + 1  # aligned under its header
 
 
 @pytest.mark.engine
@@ -454,6 +455,14 @@ def test_voices_lists_id_languages_and_name(tmp_path: Path) -> None:
     rows = [line.split() for line in result.stdout.splitlines()]
     assert ["gmw/de", "de", "German"] in rows
     assert all(row[1].split(",")[0].split("-")[0] == "de" for row in rows)
+    # A tag with a region, any case or an underscore; one nothing speaks is an error.
+    for query in ("en-us", "EN-US", "en_US"):
+        result = run_cli("voices", "--language", query, cache=tmp_path / "c")
+        assert result.returncode == 0 and "gmw/en-us " in result.stdout, (query, result.stderr)
+        assert all(" en-us" in line for line in result.stdout.splitlines())
+    result = run_cli("voices", "--language", "xx", cache=tmp_path / "c")
+    assert result.returncode == 2 and not result.stdout
+    assert result.stderr.startswith("coachtrack: --language: no voice for 'xx'")
 
 
 @pytest.mark.engine

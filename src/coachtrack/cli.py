@@ -149,7 +149,8 @@ def _progress_bar() -> Iterator[build.Progress | None]:
 def check(paths: PathsArg = None) -> None:
     """Validate routines. Example: coachtrack check routines/"""
     for routine in load_routines(paths or DEFAULT_PATHS):
-        typer.echo(f"ok  {routine.path}  ({routine.id}, {len(routine.steps)} steps)")
+        steps = len(routine.steps)
+        typer.echo(f"ok  {routine.path}  ({routine.id}, {steps} step{'' if steps == 1 else 's'})")
 
 
 @app.command()
@@ -265,14 +266,21 @@ def list_cmd(paths: PathsArg = None, voice: VoiceOpt = None) -> None:
     names = list(PROFILES)
     tracks = [build.routine_track(r, PROFILES[n], options) for r in routines for n in names]
     planned = iter(_studio(voice, 2).plan_all(tracks))
-    typer.echo(f"{'id':<32} {'steps':>5}  " + "  ".join(f"{n:>9}" for n in names) + "  title")
+    # DESIGN.md's order: id, title, steps, length per profile; columns as wide as they need.
+    id_width = max(len("id"), *(len(r.id) for r in routines))
+    title_width = max(len("title"), *(len(r.title) for r in routines))
+    columns = "  ".join(f"{n:>9}" for n in names)
+    typer.echo(f"{'id':<{id_width}}  {'title':<{title_width}}  {'steps':>5}  {columns}")
     for routine in routines:
         lengths = []
         for _ in names:
             timeline = next(planned).timeline
             lengths.append(format_ms(timeline.to_ms(timeline.duration))[:-4])
-        row = f"{routine.id:<32} {len(routine.steps):>5}  " + "  ".join(f"{x:>9}" for x in lengths)
-        typer.echo(f"{row}  {routine.title}")
+        columns = "  ".join(f"{x:>9}" for x in lengths)
+        typer.echo(
+            f"{routine.id:<{id_width}}  {routine.title:<{title_width}}  "
+            f"{len(routine.steps):>5}  {columns}"
+        )
 
 
 @app.command()
@@ -282,10 +290,24 @@ def voices(
     """List the speech engine's voices. Example: coachtrack voices --language de"""
     from coachtrack.speech import Pyttsx3Engine
 
-    for v in Pyttsx3Engine().voices():
-        if language and not any(lang.split("-")[0] == language for lang in v.languages):
-            continue
-        typer.echo(f"{v.id:<24} {', '.join(v.languages):<12} {v.name}")
+    wanted = language.strip().lower().replace("_", "-") if language is not None else None
+    shown = [
+        v
+        for v in Pyttsx3Engine().voices()
+        if not wanted or any(_speaks(lang.lower(), wanted) for lang in v.languages)
+    ]
+    if language is not None and not shown:
+        raise UserError(f"--language: no voice for {language!r}; `coachtrack voices` lists "
+                        "every voice and its languages")  # fmt: skip
+    id_width = max((len(v.id) for v in shown), default=0)
+    lang_width = max((len(", ".join(v.languages)) for v in shown), default=0)
+    for v in shown:
+        typer.echo(f"{v.id:<{id_width}}  {', '.join(v.languages):<{lang_width}}  {v.name}")
+
+
+def _speaks(lang: str, wanted: str) -> bool:
+    """Whether a voice's language tag answers a query: `en` takes `en-gb`, `en-us` `en-us-nyc`."""
+    return lang == wanted or lang.startswith(wanted + "-")
 
 
 @app.callback(invoke_without_command=True)
