@@ -55,3 +55,35 @@ def _placeholders(text: str) -> list[str]:
 def test_an_unknown_language_is_a_usage_error() -> None:
     with pytest.raises(UserError, match="no phrasebook for language 'fr'"):
         phrasebook("fr")
+
+
+LABELS = {"hamstring-cramps": ("Source: ", "Safety: "),
+          "hamstring-cramps-de": ("Quelle: ", "Sicherheit: ")}  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "labels"), LABELS.items())
+def test_the_tags_comment_is_in_the_routines_language(name: str, labels: tuple[str, str]) -> None:
+    from coachtrack import build
+    from coachtrack.sounds import sound_set
+    from coachtrack.timeline import build_timeline
+
+    routine = load_routine(ROOT / "routines" / f"{name}.yaml")
+    track = build.routine_track(routine, PROFILES["phone"], build.BuildOptions())
+    script = make_script(routine, track.profile, phrasebook(routine.language))
+    sounds = sound_set(track.profile.chimes, 22050)
+    lengths = {text: 22050 for text in script.texts()}
+    timeline = build_timeline(script, lengths, {k: len(v) for k, v in sounds.items()}, 22050)
+    info = build.track_info(build.Planned(track, script, timeline, {}, sounds))
+    assert info.comment.startswith(labels[0]) and labels[1] in info.comment, info.comment
+    assert routine.safety and info.comment.endswith(routine.safety)
+
+
+def test_a_session_ends_as_a_session() -> None:
+    from coachtrack.script import Line, make_session_script
+
+    routine = load_routine(ROOT / "routines" / "night-cramp-relief.yaml")
+    for book in PHRASEBOOKS.values():
+        two = make_session_script("s", "S", (routine, routine), PROFILES["gym"], book)
+        one = make_session_script("s", "S", (routine,), PROFILES["gym"], book)
+        assert [i.text for i in two.items if isinstance(i, Line)][-1] == book.session_finish
+        assert [i.text for i in one.items if isinstance(i, Line)][-1] == book.finish

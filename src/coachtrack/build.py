@@ -291,9 +291,10 @@ def track_info(planned: Planned) -> export.TrackInfo:
     ms = timeline.to_ms
     sources = "; ".join(dict.fromkeys(r.source for r in routines if r.source))
     safety = " ".join(dict.fromkeys(r.safety for r in routines if r.safety))
+    book = planned.script.book  # the labels in the routine's language
     comment = " ".join(
-        part for part in (f"Source: {sources}." if sources else "",
-                          f"Safety: {safety}" if safety else "") if part
+        part for part in (book.source_tag.format(source=sources) if sources else "",
+                          book.safety_tag.format(safety=safety) if safety else "") if part
     )  # fmt: skip
     return export.TrackInfo(
         title=planned.track.title,

@@ -29,6 +29,9 @@ class Phrasebook:
     safety_note: str  # "{safety}", said at the end by bedside
     finish: str
     session: str  # "{n}", "{title}": announces a routine inside a session
+    session_finish: str  # the end of a session of several routines
+    source_tag: str  # "{source}": the tags' comment
+    safety_tag: str  # "{safety}": the tags' comment
 
     def count(self, n: int) -> str:
         """The word for `n` when counting repetitions aloud."""
@@ -93,6 +96,9 @@ ENGLISH = Phrasebook(
     safety_note="A word of care. {safety}",
     finish="That is the end of the routine. Well done.",
     session="Routine {n}: {title}.",
+    session_finish="That is the end of the session. Well done.",
+    source_tag="Source: {source}.",
+    safety_tag="Safety: {safety}",
 )
 
 GERMAN = Phrasebook(
@@ -147,6 +153,9 @@ GERMAN = Phrasebook(
     safety_note="Noch ein Hinweis. {safety}",
     finish="Das war die Übung. Gut gemacht.",
     session="Programm {n}: {title}.",
+    session_finish="Das waren alle Programme. Gut gemacht.",
+    source_tag="Quelle: {source}.",
+    safety_tag="Sicherheit: {safety}",
 )
 
 PHRASEBOOKS: dict[str, Phrasebook] = {p.language: p for p in (ENGLISH, GERMAN)}

@@ -193,7 +193,7 @@ def make_session_script(
         # hears (it was 1.3 s of silence in a gym session).
         chime = [ChimeItem("start")] if r > 1 else []
         items.extend([body[mark], *chime, announce, *body[:mark], *body[mark + 1 :]])
-    items.append(Line(book.finish))
+    items.append(Line(book.session_finish if len(routines) > 1 else book.finish))
     items.append(ChimeItem("end"))
     return Script(
         routine_id=session_id,
