@@ -1307,6 +1307,7 @@ def test_ranges(written: str, expected: DurationRange) -> None:
         ("..", "is not a range"),
         ("1m..", "is not a range"),
         ("1..2..3", "is not a range"),
+        ("10s...20s", r'"10s\.\.\.20s" is not a range; write it as A\.\.B'),  # not 10 s to 0.2 s
         ("1m..x", '"x" is not a duration'),
         ("0s..1m", '"0s" must be longer than zero'),
     ],

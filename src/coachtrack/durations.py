@@ -40,7 +40,8 @@ def parse_range(value: str | int | float) -> DurationRange:
         ms = parse_duration_ms(value)
         return DurationRange(shortest_ms=ms, longest_ms=ms)
     parts = value.split("..")
-    if len(parts) != 2 or not all(part.strip() for part in parts):
+    # "10s...20s" splits into "10s" and ".20s" (a fifth of a second): not what was meant.
+    if "..." in value or len(parts) != 2 or not all(part.strip() for part in parts):
         raise ValueError(f"{_quoted(value)} is not a range; write it as A..B, e.g. 2m..2m30s")
     shortest_ms, longest_ms = (parse_duration_ms(part.strip()) for part in parts)
     if shortest_ms > longest_ms:
