@@ -379,7 +379,7 @@ def test_an_svg_under_a_file_is_refused_before_anything_is_spoken(tmp_path: Path
     (tmp_path / "m.mp3").write_bytes(b"a file")
     result = run_cli("plan", "short.yaml", "--svg", "m.mp3/x.svg", cache=tmp_path / "c",
                      cwd=tmp_path)  # fmt: skip
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == ["coachtrack: --svg: m.mp3 is a file, not a folder"]
     assert not (tmp_path / "c").exists()  # nothing was spoken
 

@@ -673,10 +673,11 @@ def unwritable(folder: Path) -> Iterator[None]:
         subprocess.run(["chattr", "-i", str(folder)], check=True)
 
 
-def out_error(tmp_path: Path, out: str) -> subprocess.CompletedProcess[str]:
-    """`build --out OUT`, which must fail at once, before any speech."""
+def out_error(tmp_path: Path, out: str, status: int = 2) -> subprocess.CompletedProcess[str]:
+    """`build --out OUT`, which must fail at once, before any speech: exit 2 for a file in
+    the way (usage), 1 for a folder that cannot be written."""
     result = make_cli(tmp_path).run("build", str(SHORT), "--out", out)
-    assert result.returncode == 1, result
+    assert result.returncode == status, result
     assert "Traceback" not in result.stderr
     assert result.stdout == ""
     return result
@@ -706,7 +707,7 @@ def test_out_whose_profile_folder_is_a_file_is_a_clear_error(tmp_path: Path) -> 
 def test_unwritable_out_is_a_clear_error(tmp_path: Path) -> None:
     (tmp_path / "out").mkdir()
     with unwritable(tmp_path / "out"):
-        result = out_error(tmp_path, "out")
+        result = out_error(tmp_path, "out", status=1)
     assert result.stderr.startswith("coachtrack: --out: cannot write in out")
     assert list((tmp_path / "out").iterdir()) == []
     assert not (tmp_path / "cache").exists()  # refused before any speech

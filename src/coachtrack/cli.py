@@ -108,11 +108,13 @@ def _format(fmt: str) -> build.Format:
 
 
 def _out_folder(out: Path, option: str = "--out") -> Path:
-    """`out` as a folder we can write in, or a build error saying why not."""
+    """`out` as a folder we can write in, or an error saying why not: a file in the way is
+    a usage error (exit 2, as a folder where a track goes is), a folder that cannot be
+    written a build error (exit 1, as a full disk is)."""
     for parent in (out, *out.parents):
         if parent.exists():
             if not parent.is_dir():
-                raise BuildError(f"{option}: {parent} is a file, not a folder")
+                raise UserError(f"{option}: {parent} is a file, not a folder")
             if not os.access(parent, os.W_OK | os.X_OK):
                 raise BuildError(f"{option}: cannot write in {parent}")
             break
