@@ -353,9 +353,15 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
         (["build", "short.yaml", "--out", "listed"],
          "listed/phone/playlist.m3u8: a folder is in the way of this output; move it or "
          "choose another --out"),
+        (["mix", "s.html", "--out", "s.mp3"],
+         "s.html: is a routine this run reads, and coachtrack would write an output over it; "
+         "choose another --out"),
+        (["build", "lists/phone/playlist.m3u8", "--out", "lists"],
+         "lists/phone/playlist.m3u8: is a routine this run reads, and coachtrack would write "
+         "an output over it; choose another --out"),
     ],
     ids=["music-is-out", "svg-is-routine", "svg-is-folder", "mix-index", "build-index",
-         "folder-in-the-way", "playlist-in-the-way"],
+         "folder-in-the-way", "playlist-in-the-way", "page-is-routine", "playlist-is-routine"],
 )  # fmt: skip
 def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     tmp_path: Path, args: list[str], message: str
@@ -365,6 +371,9 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     (tmp_path / "song.mp3").write_bytes(b"the user's own music")
     (tmp_path / "blocked" / "phone" / "short.lrc").mkdir(parents=True)
     (tmp_path / "listed" / "phone" / "playlist.m3u8").mkdir(parents=True)
+    (tmp_path / "s.html").write_bytes(SHORT.read_bytes())  # a routine, oddly named
+    (tmp_path / "lists" / "phone").mkdir(parents=True)
+    (tmp_path / "lists" / "phone" / "playlist.m3u8").write_bytes(SHORT.read_bytes())
     before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
     result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
@@ -372,6 +381,7 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
     assert not (tmp_path / "out").exists()
     assert [p.name for p in (tmp_path / "blocked" / "phone").iterdir()] == ["short.lrc"]
+    assert (tmp_path / "lists" / "phone" / "playlist.m3u8").read_bytes() == SHORT.read_bytes()
 
 
 def test_an_svg_under_a_file_is_refused_before_anything_is_spoken(tmp_path: Path) -> None:

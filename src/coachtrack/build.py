@@ -575,9 +575,11 @@ def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
 def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool = False) -> None:
     """A UserError for outputs that would overwrite what must stay, or cannot be written."""
     problems: list[Problem] = []
+    written: list[Path] = []  # every file the run writes
     for track in tracks:
         html = track.path.with_suffix(".html")
         outputs = (track.path, _lrc_path(track), html)
+        written += outputs
         if html.name.lower() == files.INDEX_PAGE:
             what = "--out" if session else "id"
             where = str(track.path) if session else str(track.routines[0].path)
@@ -590,12 +592,21 @@ def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool 
         problems += [Problem(str(f), _IN_THE_WAY) for f in outputs if f.is_dir()]
     for folder in dict.fromkeys(track.path.parent for track in tracks):
         beside = (folder / files.PLAYLIST_NAME, folder / files.INDEX_PAGE)
+        written += beside
         problems += [Problem(str(f), _IN_THE_WAY) for f in beside if f.is_dir()]
+    # A routine named like an output (`mix s.html --out s.mp3`) would be written over.
+    for path in dict.fromkeys(Path(r.path) for track in tracks for r in track.routines):
+        if any(files.same_file(path, f) for f in written):
+            problems.append(Problem(str(path), _OVER_A_ROUTINE))
     if problems:
         raise UserError(problems)
 
 
 _IN_THE_WAY = "a folder is in the way of this output; move it or choose another --out"
+_OVER_A_ROUTINE = (
+    "is a routine this run reads, and coachtrack would write an output over it; "
+    "choose another --out"
+)
 
 
 def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
