@@ -345,8 +345,8 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
          "out/index.mp3: --out: a track named 'index' would have its page overwritten by the "
          "folder's index.html; choose another name"),
         (["build", "index.yaml", "--out", "out"],
-         "index.yaml: id: a track named 'index' would have its page overwritten by the "
-         "folder's index.html; choose another name"),
+         "index.yaml: the id made from the file name, 'index', would give the track's page "
+         "the name of the folder's index page, index.html; add an 'id'"),
         (["build", "short.yaml", "--out", "blocked"],
          "blocked/phone/short.lrc: a folder is in the way of this output; move it or choose "
          "another --out"),
@@ -522,6 +522,12 @@ def test_a_silent_symbol_is_located_in_lists_reminders_and_titles(tmp_path: Path
         f"r.yaml:8:9: steps[0].do[1].remind: {message}",
     ]
     assert not result.stdout
+    # The routine's title, said alone as the phone track's welcome.
+    (tmp_path / "t.yaml").write_text(text.replace("title: T", 'title: "\u266a"'), "utf-8")
+    result = run_cli("plan", "t.yaml", cache=tmp_path / "c", cwd=tmp_path)
+    assert (
+        result.returncode == 2 and result.stderr.splitlines()[0] == f"t.yaml:1:1: title: {message}"
+    )
 
 
 @pytest.mark.engine

@@ -556,6 +556,35 @@ BAD = {
             " the only one is {side}"
         ],
     ),
+    "unmatched-brace": (
+        actions('- say: "Lift your {side leg."'),
+        ["r.yaml:5:9: steps[0].do[0].say: an unmatched '{'; the only placeholder is {side}"],
+    ),
+    "side-in-a-side": (
+        step('sides: [left, "x{side}"]'),
+        ["r.yaml:4:19: steps[0].sides[1]: a side's name cannot hold '{side}'"],
+    ),
+    "text-too-long": (
+        actions("- say: " + "Breathe. " * 250),
+        [
+            "r.yaml:5:9: steps[0].do[0].say: the text is 2249 characters long;"
+            " a spoken text has at most 2000: split it into several"
+        ],
+    ),
+    "id-index": (
+        top("id: index"),
+        [
+            "r.yaml:2:1: id: 'index' would give the track's page the name of the folder's"
+            " index page, index.html"
+        ],
+    ),
+    "id-too-long": (
+        top("id: " + "a" * 101),
+        [
+            "r.yaml:2:1: id: '" + "a" * 39 + "…' is 101 characters long; an id names the"
+            " track's files, and has at most 100"
+        ],
+    ),
     # Characters written through escapes are held to the rule for raw ones
     "escape-nul": (
         'title: "Night\\0 cramp"\n' + ONE_STEP,

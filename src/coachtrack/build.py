@@ -572,7 +572,7 @@ def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
         raise UserError(problems)
 
 
-def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool = False) -> None:
+def check_outputs(tracks: Sequence[Track], music: Path | None) -> None:
     """A UserError for outputs that would overwrite what must stay, or cannot be written."""
     problems: list[Problem] = []
     written: list[Path] = []  # every file the run writes
@@ -580,12 +580,10 @@ def check_outputs(tracks: Sequence[Track], music: Path | None, *, session: bool 
         html = track.path.with_suffix(".html")
         outputs = (track.path, _lrc_path(track), html)
         written += outputs
-        if html.name.lower() == files.INDEX_PAGE:
-            what = "--out" if session else "id"
-            where = str(track.path) if session else str(track.routines[0].path)
-            problems.append(Problem(where, f"a track named '{track.path.stem}' would have its "
-                                           f"page overwritten by the folder's {files.INDEX_PAGE}; "
-                                           "choose another name", key=what))  # fmt: skip
+        if html.name.lower() == files.INDEX_PAGE:  # a session's: the loader refuses the id
+            message = (f"a track named '{track.path.stem}' would have its page overwritten "
+                       f"by the folder's {files.INDEX_PAGE}; choose another name")  # fmt: skip
+            problems.append(Problem(str(track.path), message, key="--out"))
         if music is not None and any(files.same_file(music, f) for f in outputs):
             problems.append(Problem(str(music), "is where the track would be written; "
                                                 "choose another --out", key="--music"))  # fmt: skip

@@ -253,7 +253,7 @@ def mix(
     track = problems.collect(build.session_track, routines, chosen, out) if routines else None
     problems.raise_any()
     assert track is not None
-    build.check_outputs([track], music, session=True)
+    build.check_outputs([track], music)
     _out_folder(out.parent)
     options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:

@@ -42,6 +42,10 @@ from coachtrack.profiles import PROFILES
 from coachtrack.speech import plain_text
 
 MAX_FILE_BYTES = 1_000_000
+MAX_ID_CHARS = 100  # ids name files: "ID.mp3", and its temporary ".ID.mp3.PID-TOKEN.tmp"
+# espeak-ng crashes on one text of about 16 700 bytes; a spoken line this long already
+# runs two minutes and more, where a routine wants several shorter lines.
+MAX_TEXT_CHARS = 2000
 MAX_NODES = 10_000  # counted with aliases expanded: stops "billion laughs"
 MAX_DEPTH = 50  # YAML nesting; also keeps the recursive composer far from RecursionError
 MAX_REPEAT_NESTING = 20  # aliases can nest repeats deeper than the YAML text does
@@ -713,6 +717,7 @@ class _Scope:
     in_step: bool = False
     has_sides: bool = False
     spoken: bool = False  # read out: it must have something to say
+    side_name: bool = False  # an item of `sides`
 
 
 def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
@@ -727,10 +732,17 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
     if scope.spoken and (silent := _nothing_to_say(text)):
         ctx.add(spot.mark, spot.key, silent)
         return None
+    if scope.spoken and len(text) > MAX_TEXT_CHARS:
+        message = f"the text is {len(text)} characters long; a spoken text has at most "
+        ctx.add(spot.mark, spot.key, message + f"{MAX_TEXT_CHARS}: split it into several")
+        return None
     for match in _PLACEHOLDER.finditer(text):
         problem = _placeholder_problem(match.group(0), scope)
         if problem:
             ctx.add(spot.mark, spot.key, problem)
+    if "{" in (rest := _PLACEHOLDER.sub("", text)) or "}" in rest:
+        brace = "{" if "{" in rest else "}"
+        ctx.add(spot.mark, spot.key, f"an unmatched '{brace}'; the only placeholder is {{side}}")
     if scope.spoken:
         ctx.places.append(Place(text, ctx.where(spot.mark), spot.key))
     return text
@@ -753,6 +765,8 @@ def _placeholder_problem(placeholder: str, scope: _Scope) -> str | None:
     """What is wrong with a `{...}` in a text, if anything."""
     if placeholder != "{side}":
         return f"unknown placeholder '{_cut(placeholder)}'; the only one is {{side}}"
+    if scope.side_name:
+        return "a side's name cannot hold '{side}'"
     if scope.has_sides:
         return None
     if scope.in_step:
@@ -922,6 +936,12 @@ def _routine_id(
             ctx.problems.append(
                 Problem(ctx.path, "cannot make a routine id from the file name; add an 'id'")
             )
+        elif problem := _id_problem(default_id):
+            message = (
+                f"the id made from the file name, '{_cut(default_id)}', {problem}; add an 'id'"
+            )
+            ctx.problems.append(Problem(ctx.path, message))
+            return None, None
         return default_id, None
     written = _text(_spot(entry), ctx, _Scope())
     where = ctx.where(entry.mark)
@@ -929,7 +949,20 @@ def _routine_id(
         message = f"'{_cut(written)}' is not a valid id: use only a-z, 0-9 and '-'"
         ctx.add(entry.mark, entry.key, message)
         return None, where
+    if written is not None and (problem := _id_problem(written)):
+        ctx.add(entry.mark, entry.key, f"'{_cut(written)}' {problem}")
+        return None, where
     return written, where
+
+
+def _id_problem(routine_id: str) -> str | None:
+    """Why a well-formed id cannot name a track ("is ..."), if it cannot."""
+    if len(routine_id) > MAX_ID_CHARS:
+        return (f"is {len(routine_id)} characters long; an id names the track's files, "
+                f"and has at most {MAX_ID_CHARS}")  # fmt: skip
+    if routine_id == "index":
+        return "would give the track's page the name of the folder's index page, index.html"
+    return None
 
 
 def _language(entries: dict[str, _Entry], ctx: _Context) -> str:
@@ -984,7 +1017,7 @@ def _sides(entry: _Entry | None, ctx: _Context) -> tuple[str, ...] | None:
     if not isinstance(spot.value, SequenceNode):
         _expected(spot, "a list of sides such as [right, left]", ctx)
         return None
-    sides = _text_list(spot, ctx, _Scope(in_step=True, has_sides=False, spoken=True))
+    sides = _text_list(spot, ctx, _Scope(in_step=True, spoken=True, side_name=True))
     if sides is None:
         return None
     for index, side in enumerate(sides):

@@ -211,7 +211,7 @@ def _opening(
     if profile.intro == "none":
         return
     if welcome:
-        yield Line(book.welcome.format(title=routine.title))
+        yield Line(book.welcome.format(title=routine.title), written=routine.title)
     if profile.intro == "full":
         yield from (Line(text, written=text) for text in routine.intro)
     if routine.equipment:

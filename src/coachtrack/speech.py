@@ -468,7 +468,9 @@ class Pyttsx3Engine:
                     if reply.get("error"):
                         hung = hung or bool(reply.get("timed_out"))
                         if not reply.get("skipped"):
-                            failed = f'speech engine failed on "{request.text}": {reply["error"]}'
+                            text = request.text  # a long one is cut: the error is the news
+                            text = text if len(text) <= 80 else text[:79] + "…"
+                            failed = f'speech engine failed on "{text}": {reply["error"]}'
                             failures.append((index, failed))
                         continue
                     try:
