@@ -658,3 +658,23 @@ def test_help_runs_in_a_fresh_process() -> None:
         capture_output=True, text=True, check=False, timeout=60,
     )  # fmt: skip
     assert result.returncode == 0 and "Example:" in result.stdout
+
+
+def test_ctrl_c_while_the_cli_is_still_being_imported_is_no_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Its imports take 0.1 to 0.3 s; a Ctrl-C then printed a KeyboardInterrupt traceback.
+    import types
+
+    from coachtrack import __main__ as entry
+    from coachtrack.errors import INTERRUPTED
+
+    class Importing(types.ModuleType):
+        def __getattr__(self, name: str) -> object:
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(sys.modules, "coachtrack.cli", Importing("coachtrack.cli"))
+    with pytest.raises(SystemExit) as stopped:
+        entry.main()
+    assert stopped.value.code == 130
+    assert capsys.readouterr().err == INTERRUPTED + "\n"

@@ -323,8 +323,12 @@ class Interrupted:
     seconds_to_stop: float
 
 
-def interrupt_build(drill: Drill, name: str, sig: signal.Signals, *extra: str) -> Interrupted:
-    """Rebuild drill's track from its long version and stop it while the track is written."""
+def interrupt_build(
+    drill: Drill, name: str, sig: signal.Signals, *extra: str, group: bool | None = None
+) -> Interrupted:
+    """Rebuild drill's track from its long version and stop it while the track is written:
+    `sig` to the process group (as a terminal sends Ctrl-C) or to coachtrack alone (as
+    `kill PID` does); by default, SIGINT to the group, any other to coachtrack alone."""
     out = drill.cli.cwd / name
     shutil.copytree(drill.previous, out)
     folder = out / "phone"
@@ -336,7 +340,7 @@ def interrupt_build(drill: Drill, name: str, sig: signal.Signals, *extra: str) -
             assert proc.poll() is None, f"the build ended before writing: {proc.communicate()}"
             assert time.monotonic() < deadline, "the build never started writing its track"
             time.sleep(0.001)
-        if sig == signal.SIGINT:
+        if sig == signal.SIGINT if group is None else group:
             os.killpg(proc.pid, sig)  # as Ctrl-C does: to the terminal's foreground group
         else:
             proc.send_signal(sig)  # as `kill -9 PID` does
@@ -362,13 +366,30 @@ STOPS = {
         143,
         "coachtrack: terminated; nothing half-written was left behind",
     ),
+    # `kill -INT PID` (a supervisor, `timeout --foreground`): to coachtrack alone, with two
+    # workers; they kept rendering and wrote both tracks, 15 to 20 s later.
+    "sigint-alone": (
+        signal.SIGINT,
+        ("-p", "phone", "-p", "gym"),
+        130,
+        "coachtrack: interrupted; nothing half-written was left behind",
+    ),
+    # The terminal closed, the SSH link dropped: SIGHUP to the whole group. It left
+    # temporary files and speech scratch folders.
+    "sighup": (
+        signal.SIGHUP,
+        ("-p", "phone", "-p", "gym"),
+        129,
+        "coachtrack: terminated; nothing half-written was left behind",
+    ),
 }
 
 
 @pytest.fixture(scope="module", params=list(STOPS))
 def stopped(request: pytest.FixtureRequest, drill: Drill) -> tuple[Interrupted, int, str]:
     sig, extra, code, message = STOPS[request.param]
-    return interrupt_build(drill, request.param, sig, *extra), code, message
+    group = {"sigint-alone": False, "sighup": True}.get(request.param)
+    return interrupt_build(drill, request.param, sig, *extra, group=group), code, message
 
 
 @pytest.fixture(scope="module")
@@ -397,7 +418,9 @@ def test_a_stopped_build_keeps_the_previous_track_and_removes_temporary_files(
 
 
 @pytest.mark.engine
-def test_a_stopped_build_exits_130_or_143_saying_so(stopped: tuple[Interrupted, int, str]) -> None:
+def test_a_stopped_build_exits_with_its_signal_saying_so(
+    stopped: tuple[Interrupted, int, str],
+) -> None:
     interrupted, code, message = stopped
     assert interrupted.result.returncode == code, interrupted.result
     assert interrupted.result.stderr.strip() == message

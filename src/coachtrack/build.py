@@ -643,19 +643,36 @@ def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Itera
             else:
                 failures.append(outcome or f"a worker stopped with status {status}")
     except BaseException as error:
-        # Ctrl-C reached the workers too (one process group): let them clean up and go.
-        # Anything else (SIGTERM reaches only this process) stops them here; they
-        # remove their own temporary files.
-        if not isinstance(error, KeyboardInterrupt) or isinstance(error, Terminated):
-            for pid in running:
-                with suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGINT)
+        # Ctrl-C at a terminal reaches the workers too (one process group): they get a
+        # moment to clean up and go. Whatever is still running then (`kill -INT` reaches
+        # only this process, and so does SIGTERM) is stopped here; they remove their own
+        # temporary files.
+        if isinstance(error, KeyboardInterrupt) and not isinstance(error, Terminated):
+            _reap(running, within_s=WORKER_GRACE_S)
+        for pid in running:
+            with suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGINT)
         for pid in running:
             with suppress(ChildProcessError):
                 os.waitpid(pid, 0)
         raise
     if failures:
         raise BuildError("\n".join(failures))
+
+
+WORKER_GRACE_S = 2.0  # for workers Ctrl-C reached too, before they are sent it themselves
+
+
+def _reap(running: dict[int, tuple[int, int]], *, within_s: float) -> None:
+    """Wait up to `within_s` for the running workers to end, dropping those that did."""
+    deadline = time.monotonic() + within_s
+    while running and time.monotonic() < deadline:
+        for pid in list(running):
+            with suppress(ChildProcessError):
+                if os.waitpid(pid, os.WNOHANG)[0] == 0:
+                    continue
+            os.close(running.pop(pid)[1])
+        time.sleep(0.02)
 
 
 def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
@@ -667,7 +684,7 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
         try:
             message = json.dumps(work(i).seconds)
         except KeyboardInterrupt:
-            for one in (signal.SIGINT, signal.SIGTERM):  # one interruption is enough
+            for one in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # once is enough
                 signal.signal(one, signal.SIG_IGN)
             message, code = "interrupted", 130
         except (BuildError, OSError) as error:

@@ -15,7 +15,14 @@ from typing import Annotated, Any, NoReturn, TypeVar, cast
 import typer
 
 from coachtrack import __version__, build, files, tools
-from coachtrack.errors import BuildError, Problem, Terminated, UserError
+from coachtrack.errors import (
+    INTERRUPTED,
+    TERMINATED,
+    BuildError,
+    Problem,
+    Terminated,
+    UserError,
+)
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
 from coachtrack.profiles import PROFILES, Profile, get_profile
@@ -321,40 +328,43 @@ def _root(
         raise typer.Exit()
 
 
-INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
-TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
-
-
 def _fail(code: int, lines: Sequence[str]) -> NoReturn:
     for line in lines:
         print(line, file=sys.stderr)
     sys.exit(code)
 
 
-class _Sigterm:
-    """SIGTERM raises Terminated, as Ctrl-C raises KeyboardInterrupt; once is enough."""
+# SIGTERM (`kill PID`, a shutdown) and SIGHUP (the terminal closed, an SSH link dropped)
+# stop a build as Ctrl-C does: its clean-up runs, and no temporary file is left.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+class _Stop:
+    """A stop signal raises Terminated, as Ctrl-C raises KeyboardInterrupt; once is enough."""
 
     def __init__(self) -> None:
-        self.received = False
+        self.signum: int | None = None
 
     def __call__(self, signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # the clean-up runs undisturbed
-        self.received = True
+        for one in STOP_SIGNALS:
+            signal.signal(one, signal.SIG_IGN)  # the clean-up runs undisturbed
+        self.signum = signum
         raise Terminated
 
     def stopped(self) -> NoReturn:
-        """Exit as a stopped build does: 143 for SIGTERM (128 + 15), 130 for Ctrl-C."""
-        if self.received:
-            _fail(143, [TERMINATED])
+        """Exit as a stopped build does: 128 + the signal (143 SIGTERM, 129 SIGHUP), 130 for
+        Ctrl-C."""
+        if self.signum is not None:
+            _fail(128 + self.signum, [TERMINATED])
         _fail(130, [INTERRUPTED])
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run a command, turning every user error into a message and exit code."""
-    sigterm = _Sigterm()
-    previous = None
+    sigterm = _Stop()
+    previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = signal.signal(signal.SIGTERM, sigterm)
+        previous = {one: signal.signal(one, sigterm) for one in STOP_SIGNALS}
     try:
         # Outside standalone mode typer returns, rather than raises, the exit code of a
         # command it stopped: 130 for Ctrl-C (it catches the KeyboardInterrupt itself).
@@ -373,8 +383,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OSError as error:
         _fail(1, [f"coachtrack: {error}"])
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for one, handler in previous.items():
+            signal.signal(one, handler)
     if status == 130:
         sigterm.stopped()
     if isinstance(status, int) and status:

@@ -43,5 +43,9 @@ class BuildError(Exception):
     exit_code = 1
 
 
+INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
+TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill PID`, a shutdown), raised where Ctrl-C would be: the same clean-up runs."""
