@@ -90,8 +90,12 @@ def engine() -> Iterator[Pyttsx3Engine]:
         ("Less than < 5 seconds, more than > 2.", "Less than < 5 seconds, more than > 2."),
         ("  spaced \n out\t", "spaced out"),
         ("<!-- a comment -->", ""),
+        ('<voice name="x">Up.</voice>', "Up."),
+        # Words in angle brackets are prose: they were dropped unheard.
+        ("Keep the angle <about 90 degrees, or more> at the knee.",
+         "Keep the angle <about 90 degrees, or more> at the knee."),
     ],
-)
+)  # fmt: skip
 def test_plain_text_drops_markup_only(text: str, spoken: str) -> None:
     assert plain_text(text) == spoken
 

@@ -57,7 +57,11 @@ SILENCE_THRESHOLD = 1e-3
 
 # Tag-like markup: "<break time='3s'/>", "</emphasis>", "<!-- -->". A lone "<"
 # as in "< 5 seconds" is not markup. See `plain_text`.
-_MARKUP = re.compile(r"<[A-Za-z/!?][^<>]*>")
+# A tag: a name alone (`<p>`, `</s>`, `<break/>`), or with attributes (`<break time="2s"/>`),
+# or a comment or declaration (`<!-- -->`, `<?xml ...?>`). Words in angle brackets are
+# prose, not markup: "<about 90 degrees>" is read, with a pause either side, as espeak-ng
+# reads brackets (it was dropped unheard while the transcript showed it).
+_MARKUP = re.compile(r"<(?:[!?][^<>]*|/?[A-Za-z][\w:.-]*(?:\s+[^<>]*=[^<>]*)?\s*/?)>")
 # Embedded engine commands in double brackets: espeak's phoneme input
 # "[[h@l'oU]]" and macOS's "[[slnc 3000]]" (3 s of silence), "[[rate 90]]".
 _COMMANDS = re.compile(r"\[\[.*?\]\]", re.DOTALL)
