@@ -220,6 +220,53 @@ def test_mp3_tags_and_chapters_read_back_by_ffprobe(tmp_path: Path) -> None:
     assert listed == [(c.title, c.start_ms, c.end_ms, "1/1000") for c in info.chapters]
 
 
+def many_chapters(n: int) -> TrackInfo:
+    """INFO with `n` chapters of 10 ms each, over a track as long as they are."""
+    chapters = tuple(Chapter(f"Step {i + 1}", 10 * i, 10 * (i + 1)) for i in range(n))
+    return dataclasses.replace(INFO, duration_ms=10 * n, chapters=chapters)
+
+
+def test_255_chapters_have_one_table_of_contents(tmp_path: Path) -> None:
+    # The most one CTOC can list: the tag stays as it always was.
+    track = tmp_path / "t.mp3"
+    info = many_chapters(255)
+    write(track, tone_bursts(info.duration_ms * SR // 1000, onsets=(0,)), info=info)
+    (toc,) = ID3(track).getall("CTOC")
+    assert toc.element_id == "toc"
+    assert toc.flags == CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED
+    assert toc.child_element_ids == [f"ch{i}" for i in range(255)]
+    assert read_track_info(track).chapters == info.chapters
+
+
+@needs_ffprobe
+def test_more_than_255_chapters_are_all_written_in_order(tmp_path: Path) -> None:
+    # A CTOC counts its entries in one byte: past 255, the top-level one lists CTOCs.
+    track = tmp_path / "t.mp3"
+    info = many_chapters(300)
+    write(track, tone_bursts(info.duration_ms * SR // 1000, onsets=(0,)), info=info)
+    tocs = {toc.element_id: toc for toc in ID3(track).getall("CTOC")}
+    (top,) = [toc for toc in tocs.values() if toc.flags & CTOCFlags.TOP_LEVEL]
+    assert all(toc.flags & CTOCFlags.ORDERED for toc in tocs.values())
+    assert all(len(toc.child_element_ids) <= 255 for toc in tocs.values())
+    listed = [e for toc in top.child_element_ids for e in tocs[toc].child_element_ids]
+    assert listed == [f"ch{i}" for i in range(300)]
+    assert read_track_info(track).chapters == info.chapters
+    chapters = probe(track)["chapters"]
+    assert isinstance(chapters, list)
+    probed = [(c["tags"]["title"], c["start"], c["end"]) for c in chapters]
+    assert probed == [(c.title, c.start_ms, c.end_ms) for c in info.chapters]
+
+
+def test_a_table_of_contents_that_lists_itself_is_read_once(tmp_path: Path) -> None:
+    track = tmp_path / "t.mp3"
+    write(track, tone_bursts())
+    tags = ID3(track)
+    (toc,) = tags.getall("CTOC")
+    toc.child_element_ids = ["ch0", "toc", "ch1", "toc", "ch2"]
+    tags.save(v2_version=3)
+    assert read_track_info(track).chapters == INFO.chapters
+
+
 # --- M4A and WAV ------------------------------------------------------------------
 
 

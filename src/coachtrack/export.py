@@ -30,7 +30,7 @@ import subprocess
 import tempfile
 import wave
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
@@ -861,7 +861,7 @@ class _IslandEncoders:
 _MESSAGE = struct.Struct("<Biqi")
 _OPEN, _FEED, _CLOSE = 0, 1, 2  # to a worker; the number: first frame, granule, end frame
 _FRAMES, _DONE, _FAILED = 3, 4, 5  # from a worker: frames; an island's last frames; an error
-_STOPPING = frozenset({signal.SIGINT, signal.SIGTERM})  # what the CLI turns into clean-up
+_STOPPING = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})  # the CLI's clean-up
 _MAX_ENCODER_PROCESSES = 4
 _ISLANDS_IN_FLIGHT = 16  # islands begun but not yet written out, at most
 _QUEUED_BYTES = 1 << 21  # sound waiting in the writer for a worker's pipe, at most (48 s)
@@ -1603,19 +1603,45 @@ def _id3_tag(info: TrackInfo) -> bytes:
                 sub_frames=[TIT2(encoding=Encoding.UTF8, text=[chapter.title])],
             )
         )
-    if ids:
-        tags.add(
-            CTOC(
-                element_id="toc",
-                flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
-                child_element_ids=ids,
-                sub_frames=[],
-            )
-        )
+    for toc in _tables_of_contents(ids):
+        tags.add(toc)
     buffer = io.BytesIO()
     # No padding: its size would otherwise depend on mutagen's heuristics.
     tags.save(buffer, v2_version=3, padding=lambda _info: 0)
     return _chapters_in_order(buffer.getvalue())
+
+
+_CTOC_ENTRIES = 255  # a CTOC counts its entries in one byte
+
+
+def _tables_of_contents(ids: list[str]) -> list[CTOC]:
+    """The CTOC frames that list the chapters `ids` in order: the top-level one first.
+
+    Up to 255 chapters, the top-level CTOC lists them all, as it always has. Past that,
+    as the ID3v2 chapter addendum allows (a CTOC may list CTOCs), ordered CTOCs of up to
+    255 chapters each list them, and the top-level one lists those CTOCs in order (past
+    255 x 255, through one more level of CTOCs). Players that read no CTOC, ffmpeg
+    among them, go by the CHAP frames, which stay in chapter order.
+    """
+    if not ids:
+        return []
+    tables: list[CTOC] = []
+    entries = ids
+    while len(entries) > _CTOC_ENTRIES:
+        parts = [entries[i : i + _CTOC_ENTRIES] for i in range(0, len(entries), _CTOC_ENTRIES)]
+        names = [f"toc{len(tables) + n}" for n in range(1, len(parts) + 1)]
+        tables += [
+            CTOC(element_id=name, flags=CTOCFlags.ORDERED, child_element_ids=part, sub_frames=[])
+            for name, part in zip(names, parts, strict=True)
+        ]
+        entries = names
+    top = CTOC(
+        element_id="toc",
+        flags=CTOCFlags.TOP_LEVEL | CTOCFlags.ORDERED,
+        child_element_ids=entries,
+        sub_frames=[],
+    )
+    return [top, *tables]
 
 
 def _chapters_in_order(tag: bytes) -> bytes:
@@ -1652,10 +1678,11 @@ def _read_mp3(path: Path) -> TrackSummary:
         return TrackSummary(path.stem, duration_ms, ())
     title = str(tags["TIT2"].text[0]) if "TIT2" in tags else path.stem
     chaps = {frame.element_id: frame for frame in tags.getall("CHAP")}
-    tocs = [toc for toc in tags.getall("CTOC") if toc.flags & CTOCFlags.TOP_LEVEL]
+    tocs = {frame.element_id: frame.child_element_ids for frame in tags.getall("CTOC")}
+    top = [frame for frame in tags.getall("CTOC") if frame.flags & CTOCFlags.TOP_LEVEL]
     order = (
-        list(tocs[0].child_element_ids)
-        if tocs
+        _listed(top[0].element_id, tocs)
+        if top
         else sorted(chaps, key=lambda e: chaps[e].start_time)
     )
     chapters = []
@@ -1667,6 +1694,24 @@ def _read_mp3(path: Path) -> TrackSummary:
         name = str(sub.text[0]) if sub is not None else element_id
         chapters.append(Chapter(name, int(frame.start_time), int(frame.end_time)))
     return TrackSummary(title, duration_ms, tuple(chapters))
+
+
+def _listed(toc: str, tocs: Mapping[str, Sequence[str]]) -> list[str]:
+    """What the CTOC `toc` lists, in order, with each CTOC among it replaced by what it lists.
+
+    `tocs`: every CTOC's entries, by its element id.
+    """
+    order: list[str] = []
+    seen = {toc}  # a CTOC listed twice, or in a loop, is followed once
+    pending = list(reversed(tocs[toc]))
+    while pending:
+        element_id = pending.pop()
+        if element_id not in tocs:
+            order.append(element_id)
+        elif element_id not in seen:
+            seen.add(element_id)
+            pending += reversed(tocs[element_id])
+    return order
 
 
 # --- M4A details ----------------------------------------------------------------------

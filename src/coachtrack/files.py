@@ -2,7 +2,9 @@
 
 A writer fills `.NAME.PID-TOKEN.tmp` and renames it onto NAME. A killed writer
 leaves its temporary file behind (never NAME itself); the next writer of NAME
-removes it once no process with that id runs.
+removes it once no process with that id runs. A NAME too long to leave room for
+the rest is cut short in the temporary file's name, so any name that fits its
+file system can be written.
 """
 
 from __future__ import annotations
@@ -14,22 +16,45 @@ import secrets
 from collections.abc import Iterator
 from pathlib import Path
 
+from coachtrack.errors import BuildError
+
 # What a folder of tracks holds besides them, written by coachtrack.
 PLAYLIST_NAME = "playlist.m3u8"
 INDEX_PAGE = "index.html"  # the list of its tracks, as a page
+
+_NAME_MAX = 255  # bytes in a file name where the file system does not say (as ext4, tmpfs)
+# What a temporary file's name adds to NAME at most: two dots, a pid (a 32-bit
+# pid_t), a dash, the token and ".tmp".
+_TEMP_NAME_EXTRA = len(f"..{2**31}-{'0' * 8}.tmp")
+
+
+class WriteError(BuildError, OSError):
+    """A file that could not be written, named in the message (the OSError alone may name no
+    file, or only its temporary one).
+
+    Still an OSError, for the callers that carry on past a write that failed.
+    """
 
 
 @contextlib.contextmanager
 def temp_beside(path: Path) -> Iterator[Path]:
     """A new, empty, dot-prefixed file beside `path`, removed on exit unless moved away."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    name_max = _name_max(path.parent)
+    size = len(os.fsencode(path.name))
+    if size > name_max:  # caught here, before the work, and not blamed on the temporary file
+        raise WriteError(
+            f"{path}: cannot write the file: its name is {size} bytes long, "
+            f"over the {name_max} a file name may have"
+        )
     remove_stale_temps(path)
+    prefix = _temp_prefix(path, name_max)
     tmp: Path | None = None
     try:
         # Created inside the `try`: a Ctrl-C right after the file appears still removes it.
         while True:
             # pid and a random token: concurrent writers of one target never share a name.
-            tmp = path.with_name(f".{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+            tmp = path.with_name(f"{prefix}{os.getpid()}-{secrets.token_hex(4)}.tmp")
             try:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             except FileExistsError:
@@ -42,22 +67,54 @@ def temp_beside(path: Path) -> Iterator[Path]:
 
 
 def write_text(path: Path, text: str) -> None:
-    """Write a text file atomically and durably: a temporary file, fsync, then a rename."""
-    with temp_beside(path) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+    """Write a text file atomically and durably: a temporary file, fsync, then a rename.
+
+    A failure (a full disk) is a WriteError naming `path`.
+    """
+    try:
+        with temp_beside(path) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="\n") as out:
+                out.write(text)
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+    except WriteError:
+        raise
+    except OSError as error:
+        raise WriteError(f"{path}: cannot write the file: {error}") from error
 
 
 def remove_stale_temps(path: Path) -> None:
     """Remove the temporary files of `path` whose writer no longer runs."""
-    prefix = f".{path.name}."
+    prefix = _temp_prefix(path, _name_max(path.parent))
     for entry in path.parent.glob(glob.escape(prefix) + "*.tmp"):
         pid = entry.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             entry.unlink(missing_ok=True)
+
+
+def _temp_prefix(path: Path, name_max: int) -> str:
+    """What the names of `path`'s temporary files start with: a dot, its name, a dot.
+
+    The name is cut short, between two characters, where a temporary file's name would
+    otherwise be longer than `name_max` bytes.
+    """
+    name = os.fsencode(path.name)
+    room = name_max - _TEMP_NAME_EXTRA
+    if len(name) > room:
+        while room > 0 and name[room] & 0xC0 == 0x80:  # inside a UTF-8 character
+            room -= 1
+        name = name[:room]
+    return f".{os.fsdecode(name)}."
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name, in bytes, that the file system of `folder` takes."""
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), or no answer here
+        return _NAME_MAX
+    return limit if limit > 0 else _NAME_MAX
 
 
 def _running(pid: int) -> bool:
