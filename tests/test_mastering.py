@@ -112,6 +112,22 @@ def test_releasing_the_raw_sounds_changes_nothing_but_memory() -> None:
     assert np.array_equal(a.render(0, tl.duration), b.render(0, tl.duration))
 
 
+def test_a_mix_too_quiet_to_measure_keeps_its_sounds_even_released() -> None:
+    # Under the absolute gate the loudness is -inf: the unreleased mix used to be handed
+    # back as it was, which had let go of its sounds (a KeyError when rendered).
+    from coachtrack import mixer
+    from coachtrack.profiles import GYM
+    from coachtrack.timeline import Chapter, Event, Timeline
+
+    clip = speechlike(1.0, 5) * 1e-3  # about -78 dBFS: under the gate, above 16-bit silence
+    events = (Event("speech", RATE, 2 * RATE, text="a"),)
+    tl = Timeline("t", "T", "gym", "en", RATE, RATE * 5, events, (Chapter("c", 0, 5),))
+    mastered, result = mastering.master(mixer.Mixer(tl, {"a": clip}, {}, GYM), release=True)
+    assert result.measured_lufs == -np.inf and result.gain == 1.0
+    heard = mastered.render(0, tl.duration)
+    assert np.any(heard[RATE : 2 * RATE]) and not np.any(heard[: RATE - 100])
+
+
 def test_an_unreachable_loudness_stops_short_and_stays_finite() -> None:
     # Lone clicks: the limiter holds each one; only raising the silence between them
     # could make them loud, and the gain stops well before that.

@@ -383,7 +383,12 @@ def _stamp_line(stamp: str, track_file: Path) -> str:
 
 
 def render(
-    planned: Planned, clips: dict[str, Pcm], stamp: str, music: Audio | None, timings: Timings
+    planned: Planned,
+    clips: dict[str, Pcm],
+    stamp: str,
+    music: Audio | None,
+    timings: Timings,
+    music_file: Path | None = None,
 ) -> None:
     """Mix, master and encode one planned track, then its page, then its LRC (last).
 
@@ -396,7 +401,8 @@ def render(
     if music is not None:
         timeline = with_music(timeline)
         bed = mixer.MusicBed(music, rate=SAMPLE_RATE, duration=timeline.duration, level_db=0.0,
-                             duck_db=track.profile.music_duck_db)  # fmt: skip
+                             duck_db=track.profile.music_duck_db,
+                             source=str(music_file or "--music"))  # fmt: skip
     mix = mixer.Mixer(timeline, clips, planned.sounds, track.profile, bed)
     with timings.stage("loudness"):
         # The raw sounds are let go of as they are analysed: a long track's speech is
@@ -513,7 +519,7 @@ def build_all(
     progress: Progress | None = None,
 ) -> list[Path]:
     """Render every track that is not up to date; return every track's path."""
-    music = _music(options, tracks)
+    check_music(options.music, [t.profile for t in tracks])
     stamps = {
         t.path: fingerprint(t, studio.voice_for(_language(t.routines)), studio.engine.name,
                             options.music)
@@ -523,12 +529,14 @@ def build_all(
     if progress:
         progress("speaking", 0, len(todo))
     planned = studio.plan_all(todo, keep_speech=len(todo) == 1)  # a library's would not fit
+    music = _music(options, planned)
     for track in todo:
         track.path.parent.mkdir(parents=True, exist_ok=True)
 
     def work(i: int) -> Timings:
         timings, item = Timings(), planned[i]
-        render(item, studio.clips(item, timings), stamps[item.track.path], music, timings)
+        render(item, studio.clips(item, timings), stamps[item.track.path], music, timings,
+               options.music)  # fmt: skip
         return timings
 
     try:
@@ -607,13 +615,15 @@ _OVER_A_ROUTINE = (
 )
 
 
-def _music(options: BuildOptions, tracks: Sequence[Track]) -> Audio | None:
-    if options.music is None:
+def _music(options: BuildOptions, planned: Sequence[Planned]) -> Audio | None:
+    """The music bed's samples, as many as the longest of `planned` plays: a bed never
+    plays past its track's end (an hour-long mix under a short track was decoded whole)."""
+    if options.music is None or not planned:
         return None
-    check_music(options.music, [t.profile for t in tracks])
     from coachtrack.music import load_music
 
-    return load_music(options.music, SAMPLE_RATE)
+    longest = max(p.timeline.duration for p in planned)
+    return load_music(options.music, SAMPLE_RATE, max_seconds=longest / SAMPLE_RATE)
 
 
 def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Iterator[Timings]:
@@ -713,13 +723,14 @@ def mix_session(
 
     if progress:
         progress("speaking", 0, 1)
-    music = _music(options, [track])
+    check_music(options.music, [track.profile])
     stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
                         options.music)  # fmt: skip
     planned = studio.plan(track, keep_speech=True)
+    music = _music(options, [planned])
     track.path.parent.mkdir(parents=True, exist_ok=True)
     timings = Timings()
-    render(planned, studio.clips(planned, timings), stamp, music, timings)
+    render(planned, studio.clips(planned, timings), stamp, music, timings, options.music)
     studio.timings.merge(timings.seconds)
     # `--out FILE` may be anywhere: what is already there stays the user's.
     export.add_to_playlist(track.path)

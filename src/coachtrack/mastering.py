@@ -250,8 +250,7 @@ class _Solver:
         # limiter had taken its share, and pushed the voice down as much.)
         self.music_gain = 1.0  # the bed's, in the finished track: it takes no part in `gain`
         if self.bed is not None and mix.music is not None:
-            music = loudness.integrated_loudness([(0, mix.music.audio)], self.rate,
-                                                 len(mix.music.audio))  # fmt: skip
+            music = mix.music.lufs()  # measured a stretch at a time
             if math.isfinite(music):
                 self.music_gain = loudness.db_to_gain(target + mix.profile.music_level_db - music)
             self.bed *= self.music_gain**2
@@ -464,18 +463,20 @@ def master(
     target = profile.loudness_lufs + encoder_loss_db
     ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
     solver = _Solver(mix, ceiling, target, release=release)
-    raw, _ = solver.loudness_at(0.0)
-    if raw == -math.inf:
-        return mix, Mastering(1.0, ceiling, raw)
-    # Limiting makes loudness grow more slowly than gain: find the gain by the secant method.
-    first = min(MAX_GAIN_DB, target - raw)
-    low, high = (0.0, raw), (first, solver.loudness_at(first))
-    low, high = _secant(solver, target, low, high)
-    # Then aim over the target by what re-banding will take, and solve on from there.
-    taken = solver.sounds_at(0.0) + high[0] - solver.sounds_at(high[0])  # by the limiter
-    target += REBAND_LOSS * max(0.0, taken)
-    low, high = _secant(solver, target, low, high)
-    hi_db, (hi_l, curves) = _at_knee(solver, low, high)
+    raw, curves = solver.loudness_at(0.0)
+    hi_db, hi_l = 0.0, raw
+    # Nothing to measure (every block under the gate): the sounds stay as they are. (The
+    # mix itself cannot be handed back: with `release` its sounds are gone.)
+    if raw != -math.inf:
+        # Limiting makes loudness grow more slowly than gain: find it by the secant method.
+        first = min(MAX_GAIN_DB, target - raw)
+        low, high = (0.0, raw), (first, solver.loudness_at(first))
+        low, high = _secant(solver, target, low, high)
+        # Then aim over the target by what re-banding will take, and solve on from there.
+        taken = solver.sounds_at(0.0) + high[0] - solver.sounds_at(high[0])  # by the limiter
+        target += REBAND_LOSS * max(0.0, taken)
+        low, high = _secant(solver, target, low, high)
+        hi_db, (hi_l, curves) = _at_knee(solver, low, high)
     gain = loudness.db_to_gain(hi_db)
 
     def finish(key: Key) -> npt.NDArray[np.int16]:

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from coachtrack import loudness
+from coachtrack import dsp, loudness
+from coachtrack.errors import BuildError
 from coachtrack.profiles import Profile
 from coachtrack.timeline import Event, Timeline
 
@@ -193,12 +194,22 @@ def fade_in_gain(at: npt.NDArray[np.integer], fade: int, rate: int) -> npt.NDArr
     return np.asarray(rise * onset, dtype=np.float32)
 
 
+MEASURE_SECONDS = 600  # music measured at a time for its loudness (as the track's bed is)
+
+
 class MusicBed:
-    """A music bed: looped to fill the track, faded at both ends, ducked under every sound."""
+    """A music bed: looped to fill the track (if shorter), faded at both ends, ducked under
+    every sound. `source` names the music in messages (its file).
+    """
 
     def __init__(self, audio: Audio, *, rate: int, duration: int, level_db: float,
-                 duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250) -> None:  # fmt: skip
-        self.audio = seamless_loop(audio, rate)
+                 duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250,
+                 source: str = "--music") -> None:  # fmt: skip
+        # Music as long as the track never turns: only what the track plays of it is kept
+        # (its loudness is measured on that: an hour-long mix under a half-minute track was
+        # measured whole, in 5 GB), and its end is not faded into its start.
+        self.audio = audio[:duration] if len(audio) >= duration else seamless_loop(audio, rate)
+        self.source = source
         self.rate = rate
         self.duration = duration
         self.level = loudness.db_to_gain(level_db)
@@ -211,6 +222,34 @@ class MusicBed:
         bed = copy.copy(self)
         bed.level = self.level * gain
         return bed
+
+    def lufs(self) -> float:
+        """The integrated loudness (LUFS) of the bed's music played once through, at its own
+        level: unfaded, not ducked.
+
+        Up to `MEASURE_SECONDS` it is measured in one piece, as `loudness.integrated_loudness`
+        does; longer music a stretch at a time, each K-weighted with the filter's length of
+        music before it, so the result is the same (to rounding) but the transforms stay
+        small (in one piece, an hour took 5 GB). A BuildError if even that does not fit.
+        """
+        audio, block = self.audio, loudness.block_samples(self.rate)
+        meter = loudness.LoudnessMeter(self.rate, len(audio))
+        stretch = MEASURE_SECONDS * self.rate // block * block  # whole blocks: none is split
+        lead = dsp.IMPULSE_SAMPLES - 1  # what the filter remembers of the music before
+        try:
+            for start in range(0, len(audio), stretch):
+                end = min(len(audio), start + stretch)
+                head = max(0, start - lead)
+                piece = audio[head:end].astype(np.float64)
+                if end == len(audio):  # the filter's tail after the music
+                    piece = np.concatenate([piece, np.zeros(block)])
+                weighted = meter.k.apply(piece)[start - head :]
+                loudness.bin_energy(meter.energy, start, np.square(weighted), block)
+            return meter.integrated()
+        except MemoryError:
+            raise BuildError(
+                f"{self.source}: not enough memory to measure the music's loudness"
+            ) from None
 
     def render(self, start: int, end: int, spans: tuple[tuple[int, int], ...]) -> Audio:
         """The bed's samples for `[start, end)`, ducked under the given spans of sound."""

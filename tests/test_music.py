@@ -1,0 +1,206 @@
+"""The music bed's file: damaged samples, and memory that follows the track, not the file."""
+
+from __future__ import annotations
+
+import re
+import tracemalloc
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from coachtrack import loudness, mastering, mixer, music
+from coachtrack.errors import BuildError, UserError
+from coachtrack.profiles import GYM
+from coachtrack.timeline import Chapter, Event, Timeline
+
+RATE = 22050
+
+
+def tone(seconds: float, rate: int = RATE, freq: float = 440.0) -> np.ndarray:
+    t = np.arange(round(seconds * rate)) / rate
+    return (0.5 * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def float_wav(path: Path, audio: np.ndarray, rate: int = 44100) -> Path:
+    sf.write(path, audio, rate, subtype="FLOAT")
+    return path
+
+
+def peak_bytes(work: Callable[[], Any]) -> int:
+    """The most memory (numpy's included) `work` held at once, over what it started with."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        work()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def track_under(bed: mixer.MusicBed, seconds: int) -> mixer.Mixer:
+    """A track of `seconds` with a spoken line in it, and `bed` under all of it."""
+    duration = RATE * seconds
+    events = (Event("music", 0, duration, sound="music"),
+              Event("speech", RATE, RATE + RATE // 2, text="a"))  # fmt: skip
+    timeline = Timeline("t", "T", "gym", "en", RATE, duration, events,
+                        (Chapter("c", 0, duration),))  # fmt: skip
+    clips = {"a": tone(0.5, freq=300.0)}
+    return mixer.Mixer(timeline, clips, {}, GYM, bed)
+
+
+# --- samples that are not numbers ---
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_sample_that_is_not_a_number_is_silence(tmp_path: Path, bad: float) -> None:
+    audio = tone(3.0, 44100)
+    audio[1000] = bad
+    loaded = music.load_music(float_wav(tmp_path / "m.wav", audio), RATE)
+    assert np.isfinite(loaded).all()
+    assert np.max(np.abs(loaded)) <= 0.51  # no full-scale click where it was
+    # The rest is the tone, as without the bad sample (the resampler spreads it a little).
+    clean = audio.copy()
+    clean[1000] = 0.0
+    expected = music.load_music(float_wav(tmp_path / "clean.wav", clean), RATE)
+    away = np.abs(np.arange(len(loaded)) - 500) > 100
+    assert np.array_equal(loaded[away], expected[away])
+
+
+def test_a_track_builds_over_music_with_a_nan_sample(tmp_path: Path) -> None:
+    # A NaN made the track's loudness NaN: mastering gave up and the mix was left
+    # without its sounds (KeyError: 'start', a traceback).
+    audio = tone(3.0, 44100)
+    audio[1000] = np.nan
+    loaded = music.load_music(float_wav(tmp_path / "m.wav", audio), RATE)
+    bed = mixer.MusicBed(loaded, rate=RATE, duration=RATE * 8, level_db=0, duck_db=10)
+    mix = track_under(bed, 8)
+    mastered, result = mastering.master(mix, release=True)
+    parts = mixer.islands(mix.timeline, music=True)
+    pcm = np.concatenate(list(mixer.pcm_chunks(mastered, parts, result.ceiling)))
+    assert len(pcm) == RATE * 8 and np.any(pcm)
+
+
+def test_music_of_nothing_but_nans_is_refused(tmp_path: Path) -> None:
+    path = float_wav(tmp_path / "m.wav", np.full(44100 * 2, np.nan, np.float32))
+    with pytest.raises(UserError, match="holds no sound"):
+        music.load_music(path, RATE)
+
+
+def test_a_file_that_is_no_music_is_refused_with_the_decoders_reason(tmp_path: Path) -> None:
+    path = tmp_path / "m.mp3"
+    path.write_bytes(b"not music at all" * 100)
+    with pytest.raises(UserError, match=r"cannot decode this music file: .+"):
+        music.load_music(path, RATE)
+
+
+# --- memory that follows the track, not the file ---
+
+
+def long_wav(tmp_path: Path, seconds: int = 60) -> Path:
+    path = tmp_path / "long.wav"
+    sf.write(path, tone(seconds), RATE, subtype="PCM_16")
+    return path
+
+
+def test_only_what_the_track_can_use_is_decoded(tmp_path: Path) -> None:
+    path = long_wav(tmp_path)
+    whole = music.load_music(path, RATE)
+    head = music.load_music(path, RATE, max_seconds=2.5)
+    assert len(head) == round(2.5 * RATE)
+    assert np.array_equal(head, whole[: len(head)])
+    # A file shorter than the limit is decoded as it was without one.
+    assert np.array_equal(music.load_music(path, RATE, max_seconds=90), whole)
+    # Decoding a minute to keep 2.5 s held about the 2.5 s (and the decoder's reads).
+    limited = peak_bytes(lambda: music.load_music(path, RATE, max_seconds=2.5))
+    assert limited < 4 * 2**20 < len(whole) * 4
+
+
+def test_decoding_holds_the_sound_about_once(tmp_path: Path) -> None:
+    # The decoder's output was held as bytes, then clipped into a copy: twice.
+    path = long_wav(tmp_path)
+    size = RATE * 60 * 4
+    assert peak_bytes(lambda: music.load_music(path, RATE)) < 1.5 * size
+
+
+def test_music_silent_as_far_as_the_track_plays_is_refused_so(tmp_path: Path) -> None:
+    audio = tone(8.0)
+    audio[: RATE * 5] = 0.0
+    path = tmp_path / "late.wav"
+    sf.write(path, audio, RATE, subtype="FLOAT")
+    with pytest.raises(UserError, match="no sound in its first 3 s, all that the track plays"):
+        music.load_music(path, RATE, max_seconds=3)
+    assert len(music.load_music(path, RATE, max_seconds=6)) == RATE * 6
+
+
+def test_a_bed_as_long_as_the_track_keeps_only_what_it_plays() -> None:
+    audio = tone(30.0)
+    bed = mixer.MusicBed(audio, rate=RATE, duration=RATE * 5, level_db=0, duck_db=10)
+    assert len(bed.audio) == RATE * 5
+    assert np.array_equal(bed.audio, audio[: RATE * 5])  # played once: no loop crossfade
+    out = bed.render(RATE * 4, RATE * 5 - 1, ())
+    assert np.all(np.abs(out) <= np.abs(audio[RATE * 4 : RATE * 5 - 1]) + 1e-7)
+    # Shorter music still loops as it did.
+    short = mixer.MusicBed(audio[: RATE * 2], rate=RATE, duration=RATE * 5, level_db=0,
+                           duck_db=10)  # fmt: skip
+    assert np.array_equal(short.audio, mixer.seamless_loop(audio[: RATE * 2], RATE))
+
+
+def test_long_music_under_a_short_track_costs_what_the_track_does() -> None:
+    # Mastering measured the whole file's loudness: 5.5 GB for an hour under 33 s.
+    def master(seconds: int) -> int:
+        noise = np.random.default_rng(3).standard_normal(RATE * seconds).astype(np.float32)
+        bed = mixer.MusicBed(noise * 0.1, rate=RATE, duration=RATE * 6, level_db=0, duck_db=10)
+        return peak_bytes(lambda: mastering.master(track_under(bed, 6)))
+
+    assert master(120) < 1.5 * master(7)
+
+
+def test_the_beds_loudness_is_that_of_its_music_measured_in_stretches(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    noise = np.random.default_rng(5).standard_normal(RATE * 7).astype(np.float32) * 0.1
+    noise[RATE * 3 :] *= 0.3  # louder, then quieter: the gating sees both
+    bed = mixer.MusicBed(noise, rate=RATE, duration=RATE * 7, level_db=0, duck_db=10)
+    whole = loudness.integrated_loudness([(0, bed.audio)], RATE, len(bed.audio))
+    assert bed.lufs() == whole  # in one piece: as measured before, to the bit
+    monkeypatch.setattr(mixer, "MEASURE_SECONDS", 2)
+    assert bed.lufs() == pytest.approx(whole, abs=1e-9)
+    small = peak_bytes(bed.lufs)
+    monkeypatch.setattr(mixer, "MEASURE_SECONDS", 600)
+    assert small < 0.5 * peak_bytes(bed.lufs)
+
+
+# --- not memory enough ---
+
+
+def test_no_memory_to_decode_is_a_build_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def exhausted(*args: object) -> None:
+        raise MemoryError
+
+    monkeypatch.setattr(music, "_decode", exhausted)
+    path = long_wav(tmp_path)
+    with pytest.raises(
+        BuildError, match=re.escape(f"{path}: not enough memory to decode this music")
+    ):
+        music.load_music(path, RATE)
+
+
+def test_no_memory_to_measure_is_a_build_error_naming_the_file(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def exhausted(*args: object) -> None:
+        raise MemoryError
+
+    bed = mixer.MusicBed(tone(3.0), rate=RATE, duration=RATE * 5, level_db=0, duck_db=10,
+                         source="songs/ambient.mp3")  # fmt: skip
+    monkeypatch.setattr(loudness, "bin_energy", exhausted)
+    with pytest.raises(
+        BuildError, match=re.escape("songs/ambient.mp3: not enough memory to measure")
+    ):
+        bed.lufs()
