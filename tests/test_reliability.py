@@ -409,7 +409,11 @@ def test_a_stopped_build_keeps_the_previous_track_and_removes_temporary_files(
     assert "Traceback" not in seen.stderr, seen
     assert sha256(interrupted.out / "phone" / "drill.mp3") == interrupted.previous_sha256, seen
     assert temporary_files(interrupted.out) == [], seen
-    assert not (interrupted.out / "gym" / "drill.mp3").exists(), seen
+    # SIGINT to coachtrack alone: its workers get 2 s to stop on their own (Ctrl-C may
+    # have reached them too), in which the short gym track may be written (whole, renamed
+    # into place; without its LRC it is not up to date, and the next build renders it).
+    if interrupted.out.name != "sigint-alone":
+        assert not (interrupted.out / "gym" / "drill.mp3").exists(), seen
     previous = interrupted.out.parent / "previous" / "phone"
     for name in ("drill.lrc", "playlist.m3u8", "index.html"):  # nothing finished: untouched
         assert (interrupted.out / "phone" / name).read_bytes() == (previous / name).read_bytes()
