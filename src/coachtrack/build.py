@@ -518,8 +518,11 @@ def build_all(
     options: BuildOptions,
     progress: Progress | None = None,
 ) -> list[Path]:
-    """Render every track that is not up to date; return every track's path."""
-    check_music(options.music, [t.profile for t in tracks])
+    """Render every track that is not up to date; return every track's path.
+
+    The music file and the profiles it plays under are the caller's to check first
+    (`check_music`), with the run's other problems.
+    """
     stamps = {
         t.path: fingerprint(t, studio.voice_for(_language(t.routines)), studio.engine.name,
                             options.music)
@@ -718,12 +721,12 @@ def _read_all(fd: int) -> str:
 def mix_session(
     studio: Studio, track: Track, options: BuildOptions, progress: Progress | None = None
 ) -> Path:
-    """Render several routines as one continuous session track, with its playlist entry."""
+    """Render several routines as one continuous session track, with its playlist entry
+    (its music checked first, as for `build_all`)."""
     from coachtrack import export
 
     if progress:
         progress("speaking", 0, 1)
-    check_music(options.music, [track.profile])
     stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
                         options.music)  # fmt: skip
     planned = studio.plan(track, keep_speech=True)

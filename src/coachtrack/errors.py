@@ -43,6 +43,12 @@ class BuildError(Exception):
     exit_code = 1
 
 
+def cut(text: str, limit: int = 40) -> str:
+    """Text short enough for a message, on one line."""
+    one_line = " ".join(text.split()) if "\n" in text else text
+    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
+
+
 INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
 TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
 

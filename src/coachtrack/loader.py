@@ -24,6 +24,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from coachtrack.durations import parse_range
 from coachtrack.errors import Problem, UserError
+from coachtrack.errors import cut as _cut
 from coachtrack.model import (
     Action,
     Breathe,
@@ -672,12 +673,6 @@ def _unknown_key(name: str, close: list[str]) -> str:
     if close:
         return message + f"; did you mean '{close[0]}'?"
     return message
-
-
-def _cut(text: str, limit: int = 40) -> str:
-    """Text short enough for a message, on one line."""
-    one_line = " ".join(text.split()) if "\n" in text else text
-    return one_line if len(one_line) <= limit else one_line[: limit - 1] + "…"
 
 
 def _kind(node: Node) -> str:

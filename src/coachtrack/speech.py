@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TextIO, TypeAlias
 
 from coachtrack import SAMPLE_RATE, files, tools
-from coachtrack.errors import BuildError, UserError
+from coachtrack.errors import BuildError, UserError, cut
 
 if TYPE_CHECKING:
     import numpy as np
@@ -472,8 +472,7 @@ class Pyttsx3Engine:
                     if reply.get("error"):
                         hung = hung or bool(reply.get("timed_out"))
                         if not reply.get("skipped"):
-                            text = request.text  # a long one is cut: the error is the news
-                            text = text if len(text) <= 80 else text[:79] + "…"
+                            text = cut(request.text, 80)  # the error is the news
                             failed = f'speech engine failed on "{text}": {reply["error"]}'
                             failures.append((index, failed))
                         continue
