@@ -218,10 +218,24 @@ def test_gym_counts_down_aloud() -> None:
 
 
 def test_bedside_starts_with_an_instruction_at_once() -> None:
+    def said(routine: Routine, profile: Profile = BEDSIDE) -> list[str]:
+        return [e.text for e in plan(routine, profile).events if e.kind == "speech"]
+
     tl = plan(stretch(), BEDSIDE)
-    first = next(e for e in tl.events if e.kind == "speech")
-    assert first.start <= ms(2000)
-    assert first.text == "Stretch."
+    assert next(e for e in tl.events if e.kind == "speech").start <= ms(2000)
+    # The first instruction, not the step's title (that is its chapter's), then the side.
+    assert said(stretch())[:3] == ["Get ready.", "Start with the right side.", "Now the left side."]
+    assert [c.title for c in tl.chapters] == ["Stretch (right)", "Stretch (left)"]
+    # A first instruction that names its side needs no announcement after it; a step
+    # that starts with a hold still says which side first.
+    step = Step("Stretch", (Say(("Lift the {side} heel.", "Up.")),), ("right", "left"))
+    assert said(Routine(id="t", title="T", steps=(step,)))[:3] == [
+        "Lift the right heel.", "Up.", "Now the left side.",
+    ]  # fmt: skip
+    step = Step("Stretch", (Hold(DurationRange(30_000, 30_000)),), ("right", "left"))
+    assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Start with the right side."
+    # Other profiles name the step first.
+    assert "Get ready." not in said(stretch(), PHONE)[:2]
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

@@ -238,6 +238,9 @@ def _step_items(
         if not (first and i == 0):
             yield Gap(profile.step_gap_ms)
         yield ChapterMark(chapter_title(step, side))
+        if i == 0 and first and profile.intro == "none":
+            yield from _straight_in(step, n, side, profile, book)
+            continue
         if i == 0:
             announce = book.step if profile.number_steps else book.step_unnumbered
             title = announce.format(n=n, title=_fill(step.title, side))
@@ -247,6 +250,26 @@ def _step_items(
         else:
             yield Line(book.next_side.format(side=side), n, side)
         yield from _actions(step.actions, n, side, profile, book)
+
+
+def _straight_in(
+    step: Step, n: int, side: str | None, profile: Profile, book: Phrasebook
+) -> Iterator[Item]:
+    """Bedside's first step: its first instruction at once (DESIGN: within 2 s).
+
+    Someone woken by a cramp needs to be told what to do, not what the step is called:
+    its title is left to the chapter, and the side to start with comes after that first
+    instruction, unless the instruction names it.
+    """
+    body = _actions(step.actions, n, side, profile, book)
+    lead = next(body, None)
+    if isinstance(lead, Line):
+        yield lead
+    if side and not (isinstance(lead, Line) and "{side}" in (lead.written or "")):
+        yield Line(book.first_side.format(side=side), n, side)
+    if lead is not None and not isinstance(lead, Line):
+        yield lead
+    yield from body
 
 
 def _actions(
