@@ -31,9 +31,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from coachtrack import SAMPLE_RATE, build
+from coachtrack import SAMPLE_RATE, build, files
 from coachtrack.errors import UserError
-from coachtrack.export import read_track_info
+from coachtrack.export import TrackInfo, read_track_info
 from coachtrack.loader import MAX_TRACK_MS, load_routine, longest_track_ms
 from coachtrack.model import Routine
 from coachtrack.phrases import phrasebook
@@ -558,6 +558,55 @@ def test_two_builds_into_one_folder_at_once_both_succeed(tmp_path: Path, drill: 
     assert playlist.count("drill.mp3") == 1
     assert temporary_files(tmp_path / "out") == [] and temporary_files(cli.cache) == []
     cache_entries_are_whole(cli.cache)
+
+
+def test_a_track_another_build_replaced_gets_neither_this_build_s_page_nor_lrc(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Build A writes its track; build B, of another version of the routine, renames its
+    # own onto the same path before A writes the LRC. A's LRC (A's fingerprint) must not
+    # end up beside B's track: it hashed the file at the path, so the next build of A's
+    # version took B's track for up to date.
+    routine = load_routine(Path(__file__).parent / "data" / "short.yaml")
+    track = build.routine_track(routine, PROFILES["phone"], build.BuildOptions(out_dir=tmp_path))
+    track.path.parent.mkdir(parents=True)
+    track.path.write_bytes(b"A's track")
+    written = files.Written.of(track.path)
+    other = tmp_path / "B.mp3"
+    other.write_bytes(b"B's track")
+    os.replace(other, track.path)
+    info = TrackInfo("t", "phone", "Fitness", "", "en", 1000, (), ())
+    assert not build.publish(track, written, "<p>A</p>", info, "A")
+    assert "replaced by another build" in capsys.readouterr().err
+    assert not track.path.with_suffix(".lrc").exists()
+    assert not track.path.with_suffix(".html").exists()
+    assert not build.is_up_to_date(track, "A")
+    # B's own publishing goes ahead, and its LRC names the bytes B wrote.
+    assert build.publish(track, files.Written.of(track.path), "<p>B</p>", info, "B")
+    assert build.is_up_to_date(track, "B") and not build.is_up_to_date(track, "A")
+
+
+def test_builds_into_one_folder_take_turns_at_its_shared_files(tmp_path: Path) -> None:
+    # The playlist and index are listed and written as one build saw the folder, and a
+    # track's page and LRC beside that very track: a second build waits its turn.
+    released = tmp_path / "released"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import pathlib, time\n"
+            "from coachtrack.files import folder_lock\n"
+            f"with folder_lock(pathlib.Path({str(tmp_path)!r})):\n"
+            "    print('held', flush=True)\n"
+            "    time.sleep(1)\n"
+            f"    pathlib.Path({str(released)!r}).touch()\n"
+        )],
+        stdout=subprocess.PIPE,
+        text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    build.write_folder_files(tmp_path)
+    assert released.exists()  # it waited for the other to let go
+    assert holder.wait(timeout=30) == 0
+    assert (tmp_path / "playlist.m3u8").exists()
 
 
 @pytest.mark.engine

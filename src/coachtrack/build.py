@@ -327,7 +327,7 @@ def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> st
         "voice": voice,
         "engine": engine,
         "format": track.fmt,
-        "music": _file_digest(music) if music else None,
+        "music": files.digest(music) if music else None,
     }
     digest.update(json.dumps(content, sort_keys=True, ensure_ascii=False).encode())
     return digest.hexdigest()[:32]
@@ -354,14 +354,6 @@ def _without_where(value: Any) -> Any:
     return value
 
 
-def _file_digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _lrc_path(track: Track) -> Path:
     return track.path.with_suffix(".lrc")
 
@@ -373,13 +365,13 @@ def is_up_to_date(track: Track, stamp: str) -> bool:
         return False
     with lrc.open(encoding="utf-8", errors="replace") as stream:
         head = stream.read(4096)
-    return _stamp_line(stamp, track.path) in head.splitlines()
+    return _stamp_line(stamp, files.digest(track.path)) in head.splitlines()
 
 
-def _stamp_line(stamp: str, track_file: Path) -> str:
+def _stamp_line(stamp: str, track_digest: str) -> str:
     # The track's own digest too: a build stopped between replacing the track and
     # writing its LRC leaves an old LRC beside a new track, which must not pass.
-    return f"[re:coachtrack {__version__} build {stamp} track {_file_digest(track_file)[:32]}]"
+    return f"[re:coachtrack {__version__} build {stamp} track {track_digest[:32]}]"
 
 
 def render(
@@ -416,7 +408,7 @@ def render(
     parts = mixer.islands(timeline, music=bed is not None)
     chunks = _timed(mixer.pcm_chunks(mastered, parts, result.ceiling), timings, "mix")
     start = time.perf_counter()
-    export.write_track(
+    written = export.write_track(
         track.path,
         chunks,
         n_samples=timeline.duration,
@@ -430,9 +422,32 @@ def render(
     sheet = cue_sheet(timeline)
     html = page.session_page(sheet, title=track.title, audio_file=track.path.name,
                              profile=track.profile.name)  # fmt: skip
-    page.write_page(track.path.with_suffix(".html"), html)
-    # The LRC goes last and carries the fingerprint: its presence marks the track complete.
-    export.write_lrc(_lrc_path(track), info, header=f"{_stamp_line(stamp, track.path)}\n")
+    publish(track, written, html, info, stamp)
+
+
+def publish(
+    track: Track, written: files.Written, html: str, info: export.TrackInfo, stamp: str
+) -> bool:
+    """Write a rendered track's page, then its LRC (last), beside that very track file.
+
+    The LRC carries the fingerprint and the digest of the bytes this build wrote: its
+    presence marks the track complete. Another build into the same folder may have
+    replaced the track since it was written; its page and LRC are then that build's to
+    write, and this one says so and writes neither (False).
+    """
+    from coachtrack import export, page
+
+    with files.folder_lock(track.path.parent):
+        if not written.is_at(track.path):
+            print(
+                f"coachtrack: note: {track.path} was replaced by another build while this one "
+                "wrote it; that build's track is kept (build again to have this one's)",
+                file=sys.stderr,
+            )
+            return False
+        page.write_page(track.path.with_suffix(".html"), html)
+        export.write_lrc(_lrc_path(track), info, header=f"{_stamp_line(stamp, written.digest)}\n")
+    return True
 
 
 QUIET_LU = 1.0  # how far under its loudness target a track may land unmentioned (issue 4: 1 LU)
@@ -478,8 +493,9 @@ def write_folder_files(folder: Path) -> None:
     """The playlist and the index page of a profile folder, from the tracks in it."""
     from coachtrack import export
 
-    export.write_playlist(folder)
-    write_index(folder)
+    with files.folder_lock(folder):  # listed and written as one build saw the folder
+        export.write_playlist(folder)
+        write_index(folder)
 
 
 def write_index(folder: Path) -> None:
@@ -736,7 +752,8 @@ def mix_session(
     render(planned, studio.clips(planned, timings), stamp, music, timings, options.music)
     studio.timings.merge(timings.seconds)
     # `--out FILE` may be anywhere: what is already there stays the user's.
-    export.add_to_playlist(track.path)
-    write_index(track.path.parent)
+    with files.folder_lock(track.path.parent):
+        export.add_to_playlist(track.path)
+        write_index(track.path.parent)
     studio.timings.report()
     return track.path

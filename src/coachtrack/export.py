@@ -148,11 +148,13 @@ def write_track(
     fmt: TrackFormat = "mp3",
     bitrate_kbps: int = 64,
     true_peak_dbtp: float | None = None,
-) -> None:
+) -> files.Written:
     """Encode mono int16 chunks (n_samples in all) into a tagged track at `path`, atomically.
 
     With `true_peak_dbtp`, an MP3 made of LAME islands decodes under that ceiling
     (see "The true-peak check" below); other formats are written as they come.
+    Returns what was written (its digest, and which file it is), to tell it from
+    what another writer of `path` may put there after.
     """
     if n_samples <= 0 or sample_rate <= 0 or bitrate_kbps <= 0:
         raise ValueError(f"bad track parameters: {n_samples=}, {sample_rate=}, {bitrate_kbps=}")
@@ -185,7 +187,9 @@ def write_track(
         else:
             raise ValueError(f"unknown track format {fmt!r}")
         _fsync(tmp)
+        written = files.Written.of(tmp)
         os.replace(tmp, path)
+    return written
 
 
 def lrc_text(info: TrackInfo) -> str:

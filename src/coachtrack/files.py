@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import os
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from coachtrack.errors import BuildError
@@ -134,3 +136,56 @@ def same_file(a: Path, b: Path) -> bool:
         return a.resolve() == b.resolve()
     except (OSError, RuntimeError):  # RuntimeError: a symlink loop, before Python 3.13
         return False
+
+
+def digest(path: Path) -> str:
+    """The SHA-256 of a file's bytes, in hex."""
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "sha256").hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Written:
+    """A file as its writer left it: the SHA-256 of its bytes, and which file it is."""
+
+    digest: str
+    identity: tuple[int, int]  # (st_dev, st_ino): kept when the file is renamed
+
+    @classmethod
+    def of(cls, path: Path) -> Written:
+        st = os.stat(path)
+        return cls(digest(path), (st.st_dev, st.st_ino))
+
+    def is_at(self, path: Path) -> bool:
+        """Whether `path` is still this very file (no other writer has replaced it)."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        return (st.st_dev, st.st_ino) == self.identity
+
+
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold `folder` while this process writes what it shares with other builds into it.
+
+    Two builds writing into one folder at once take turns here, so that one's track,
+    page and LRC, or the folder's playlist and index, are each written as one build
+    saw them. The lock is on the folder itself (nothing is left behind) and goes with
+    the process however it ends. Where a folder cannot be locked (no `flock`, as on
+    Windows), the writes go ahead as they would alone.
+    """
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        fd = None
+    try:
+        if fd is not None:
+            with contextlib.suppress(ImportError, OSError):
+                import fcntl
+
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
