@@ -9,6 +9,7 @@ alone through the CLI's entry point in this process.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -19,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pytest
+import soundfile as sf
 import typer
 
 from coachtrack import cli
@@ -285,6 +288,24 @@ def test_usage_errors_exit_2_without_traceback(
     assert not (tmp_path / "c").exists()
 
 
+def test_the_default_routines_folder_is_named_as_the_default_when_it_fails(
+    tmp_path: Path,
+) -> None:
+    # Run outside the project, `routines: no such file or folder` did not say that
+    # `routines` was only the default, taken because no routine was given.
+    for command in ("check", "build", "list"):
+        result = run_cli(command, cache=tmp_path / "c", cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            "routines: no such file or folder (the default when no routine is given; "
+            "pass a routine file or folder)"
+        ]
+        assert list(tmp_path.iterdir()) == []  # nothing written, nothing spoken
+    # Named, it is a path like any other.
+    result = run_cli("check", "routines", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.stderr.splitlines() == ["routines: no such file or folder"]
+
+
 def test_a_format_is_known_in_any_case() -> None:
     assert [cli._format(name) for name in ("MP3", "m4a", "Wav")] == ["mp3", "m4a", "wav"]
 
@@ -333,6 +354,29 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
     assert result.returncode == 2 and len(result.stderr.splitlines()) == 1, result.stderr
 
 
+def test_music_that_does_not_decode_is_refused_before_anything_is_spoken(tmp_path: Path) -> None:
+    # It was decoded only after planning, once all the speech had been synthesized; and a
+    # problem reported with it (an unknown format) was said alone, the music's not at all.
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    (tmp_path / "text.mp3").write_bytes(b"not music at all\n" * 100)  # a text file, renamed
+    (tmp_path / "empty.mp3").write_bytes(b"")
+    for song in ("text.mp3", "empty.mp3"):
+        runs = (["build", "short.yaml", "-p", "gym", "--out", "out"],
+                ["build", "short.yaml", "-p", "gym", "--format", "ogg", "--out", "out"],
+                ["mix", "short.yaml", "-p", "gym", "--out", "out/s.ogg"])  # fmt: skip
+        for args in runs:
+            result = run_cli(*args, "--music", song, cache=tmp_path / "c", cwd=tmp_path)
+            assert result.returncode == 2, result.stderr
+            lines = result.stderr.splitlines()
+            others = 1 if "ogg" in " ".join(args) else 0  # said with the music's problem
+            assert len(lines) == 1 + others, result.stderr
+            assert sum("ogg" in line for line in lines) == others, result.stderr
+            said = f"{song}: --music: cannot decode this music file: "
+            assert sum(line.startswith(said) for line in lines) == 1, result.stderr
+            assert not (tmp_path / "out").exists()
+            assert not (tmp_path / "c").exists()  # nothing was spoken
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -368,7 +412,7 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
 ) -> None:
     (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
     (tmp_path / "index.yaml").write_text(top("level: easy"), encoding="utf-8")
-    (tmp_path / "song.mp3").write_bytes(b"the user's own music")
+    (tmp_path / "song.mp3").write_bytes(a_second_of_music())  # music the decoder reads
     (tmp_path / "blocked" / "phone" / "short.lrc").mkdir(parents=True)
     (tmp_path / "listed" / "phone" / "playlist.m3u8").mkdir(parents=True)
     (tmp_path / "s.html").write_bytes(SHORT.read_bytes())  # a routine, oddly named
@@ -382,6 +426,14 @@ def test_an_output_that_would_destroy_an_input_or_cannot_be_written_is_refused(
     assert not (tmp_path / "out").exists()
     assert [p.name for p in (tmp_path / "blocked" / "phone").iterdir()] == ["short.lrc"]
     assert (tmp_path / "lists" / "phone" / "playlist.m3u8").read_bytes() == SHORT.read_bytes()
+
+
+def a_second_of_music() -> bytes:
+    """A WAV file's bytes: a second of a tone, as ffmpeg decodes whatever the file's name."""
+    t = np.arange(22050) / 22050
+    buffer = io.BytesIO()
+    sf.write(buffer, 0.5 * np.sin(2 * np.pi * 440 * t), 22050, format="WAV")
+    return buffer.getvalue()
 
 
 def test_an_svg_under_a_file_is_refused_before_anything_is_spoken(tmp_path: Path) -> None:

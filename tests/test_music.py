@@ -97,6 +97,24 @@ def test_a_file_that_is_no_music_is_refused_with_the_decoders_reason(tmp_path: P
         music.load_music(path, RATE)
 
 
+def test_the_quick_check_refuses_what_the_whole_decode_would(tmp_path: Path) -> None:
+    # `probe_music` runs before any speech; `load_music` only after planning.
+    text, empty = tmp_path / "text.mp3", tmp_path / "empty.mp3"
+    text.write_bytes(b"not music at all" * 100)
+    empty.write_bytes(b"")
+    for path in (text, empty):
+        with pytest.raises(UserError, match=r"cannot decode this music file: .+"):
+            music.probe_music(path, RATE)
+    no_samples = tmp_path / "none.wav"
+    sf.write(no_samples, np.zeros(0, np.float32), RATE)  # a header and nothing after it
+    with pytest.raises(UserError, match="holds no sound"):
+        music.probe_music(no_samples, RATE)
+    with pytest.raises(UserError, match="no such music file"):
+        music.probe_music(tmp_path / "missing.mp3", RATE)
+    # Half a second decodes: whether it is enough is `load_music`'s to say, knowing the track.
+    music.probe_music(float_wav(tmp_path / "m.wav", tone(0.5, 44100)), RATE)
+
+
 # --- memory that follows the track, not the file ---
 
 

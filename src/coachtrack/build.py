@@ -578,10 +578,11 @@ def build_all(
 
 
 def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
-    """A UserError if a music bed is asked for under a profile that has none, or is no file."""
+    """A UserError if a music bed is asked for under a profile that has none, or is no file
+    ffmpeg decodes (its first second is decoded: `_music` decodes the rest after planning)."""
     if music is None:
         return
-    from coachtrack.music import check_music_file
+    from coachtrack.music import probe_music
 
     problems: list[Problem] = []
     refused = sorted({p.name for p in profiles if not p.music_allowed})
@@ -592,7 +593,7 @@ def check_music(music: Path | None, profiles: Sequence[Profile]) -> None:
         )
         problems.append(Problem("coachtrack", message))
     try:
-        check_music_file(music)
+        probe_music(music, SAMPLE_RATE)
     except UserError as error:
         problems += error.problems
     if problems:

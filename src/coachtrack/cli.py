@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -100,6 +101,28 @@ def _studio(voice: str | None, jobs: int) -> build.Studio:
     return build.Studio(engine, SpeechCache(engine), voice=voice, jobs=jobs)
 
 
+def _routines(paths: Sequence[Path] | None) -> list[Routine]:
+    """The routines `paths` name; with none given, those in `routines/`, and a problem with
+    that folder says it was the default (run elsewhere, `routines: no such file or folder`
+    did not say where `routines` came from)."""
+    if paths:
+        return load_routines(paths)
+    try:
+        return load_routines(DEFAULT_PATHS)
+    except UserError as error:
+        raise UserError([_about_the_default(p) for p in error.problems]) from None
+
+
+_THE_DEFAULT = "the default when no routine is given; pass a routine file or folder"
+
+
+def _about_the_default(problem: Problem) -> Problem:
+    """`problem`, told that its path was the default, if it is about that folder itself."""
+    if problem.line is not None or problem.path not in {str(p) for p in DEFAULT_PATHS}:
+        return problem
+    return dataclasses.replace(problem, message=f"{problem.message} ({_THE_DEFAULT})")
+
+
 def _one_routine(path: Path) -> Routine:
     routines = load_routines([path])
     if len(routines) != 1:
@@ -157,7 +180,7 @@ def _progress_bar() -> Iterator[build.Progress | None]:
 @app.command()
 def check(paths: PathsArg = None) -> None:
     """Validate routines. Example: coachtrack check routines/"""
-    for routine in load_routines(paths or DEFAULT_PATHS):
+    for routine in _routines(paths):
         steps = len(routine.steps)
         typer.echo(f"ok  {routine.path}  ({routine.id}, {steps} step{'' if steps == 1 else 's'})")
 
@@ -218,7 +241,7 @@ def build_cmd(
     problems = _Problems()  # the options' and the routines' problems, all at once
     chosen_format = problems.collect(_format, fmt)
     profiles = problems.collect(_profiles, profile)
-    routines = problems.collect(load_routines, paths or DEFAULT_PATHS)
+    routines = problems.collect(_routines, paths)
     problems.collect(build.check_music, music, profiles or [])
     problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, jobs)  # an unknown --voice
@@ -270,7 +293,7 @@ def mix(
 @app.command(name="list")
 def list_cmd(paths: PathsArg = None, voice: VoiceOpt = None) -> None:
     """List routines with their length in each profile. Example: coachtrack list"""
-    routines = load_routines(paths or DEFAULT_PATHS)
+    routines = _routines(paths)
     options = build.BuildOptions()
     names = list(PROFILES)
     tracks = [build.routine_track(r, PROFILES[n], options) for r in routines for n in names]

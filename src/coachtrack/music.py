@@ -43,23 +43,12 @@ def load_music(path: Path, rate: int, max_seconds: float | None = None) -> npt.N
     """
     check_music_file(path)
     limit = None if max_seconds is None else max(1, math.ceil(max_seconds * rate))
-    # fmt: off
-    args = [
-        tools.ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error",
-        "-i", f"file:{path}", "-map", "0:a:0", "-vn",
-        "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1",
-    ]
-    # fmt: on
-    if limit is not None:
-        # The decoder stops a second past the limit; the samples are counted exactly here.
-        args[-1:-1] = ["-t", f"{limit / rate + 1:.3f}"]
+    # The decoder stops a second past the limit; the samples are counted exactly here.
+    args = _decoder(path, rate, None if limit is None else limit / rate + 1)
     try:
         raw, status, errors = _decode(args, None if limit is None else limit * 4)
         if status != 0:
-            detail = errors.decode("utf-8", "replace").strip().splitlines()
-            raise _refuse(
-                path, "cannot decode this music file" + (f": {detail[-1]}" if detail else "")
-            )
+            raise _undecodable(path, errors)
         audio = np.frombuffer(raw, dtype=np.float32)  # the same memory, writable
         _silence_non_finite_and_clip(audio)
         sounds = np.any(audio)
@@ -68,14 +57,55 @@ def load_music(path: Path, rate: int, max_seconds: float | None = None) -> npt.N
             f"{path}: not enough memory to decode this music file (a shorter one may fit)"
         ) from None
     if len(audio) < MIN_MUSIC_SECONDS * rate and (limit is None or len(audio) < limit):
-        raise _refuse(path, "the music file holds no sound (or less than a second of it)")
+        raise _refuse(path, _NO_SOUND)
     if not sounds:
         if limit is not None and len(audio) == limit:  # it may sound later, past the track
             seconds = math.ceil(limit / rate)
             raise _refuse(path, f"the music file holds no sound in its first {seconds} s, "
                                 "all that the track plays of it")  # fmt: skip
-        raise _refuse(path, "the music file holds no sound (or less than a second of it)")
+        raise _refuse(path, _NO_SOUND)
     return audio
+
+
+def probe_music(path: Path, rate: int) -> None:
+    """A UserError unless `path` is a music file ffmpeg decodes: `check_music_file`, then
+    the file's first second decoded, in one short call.
+
+    The command checks this with its other problems, before any speech is made: the whole
+    decode (`load_music`) waits for the tracks' lengths, after planning, and a file that
+    was no music was refused only then, once all the speech had been synthesized.
+    """
+    check_music_file(path)
+    raw, status, errors = _decode(_decoder(path, rate, _PROBE_SECONDS), None)
+    if status != 0:
+        raise _undecodable(path, errors)
+    if not raw:  # no samples at all: `load_music` would refuse it as holding no sound
+        raise _refuse(path, _NO_SOUND)
+
+
+_NO_SOUND = "the music file holds no sound (or less than a second of it)"
+_PROBE_SECONDS = 1.0
+
+
+def _decoder(path: Path, rate: int, seconds: float | None) -> list[str]:
+    """The ffmpeg call that writes the file's sound, mono float32 at `rate`, to its stdout:
+    its first `seconds`, or all of it."""
+    # fmt: off
+    args = [
+        tools.ffmpeg_path(), "-nostdin", "-hide_banner", "-loglevel", "error",
+        "-i", f"file:{path}", "-map", "0:a:0", "-vn",
+        "-ac", "1", "-ar", str(rate), "-f", "f32le", "pipe:1",
+    ]
+    # fmt: on
+    if seconds is not None:
+        args[-1:-1] = ["-t", f"{seconds:.3f}"]
+    return args
+
+
+def _undecodable(path: Path, errors: bytes) -> UserError:
+    """The refusal of a file the decoder failed on, with the last of its reasons."""
+    detail = errors.decode("utf-8", "replace").strip().splitlines()
+    return _refuse(path, "cannot decode this music file" + (f": {detail[-1]}" if detail else ""))
 
 
 def _decode(args: list[str], limit_bytes: int | None) -> tuple[bytearray, int, bytes]:
