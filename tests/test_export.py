@@ -516,6 +516,47 @@ def test_a_track_is_added_to_a_playlist_without_touching_its_other_lines(tmp_pat
     )
 
 
+def read_m3u8(playlist: Path) -> list[tuple[str, Path]]:
+    """A playlist as a player reads it: each entry's `#EXTINF` title and the file it plays.
+
+    Lines that start with `#` are directives or comments; every other line is a path.
+    """
+    entries, title = [], None
+    for line in playlist.read_text(encoding="utf-8").splitlines():
+        if line.startswith("#EXTINF:"):
+            title = line.split(",", 1)[1]
+        elif line and not line.startswith("#"):
+            entries.append((title or "", playlist.parent / line))
+            title = None
+    return entries
+
+
+def test_playlist_entries_survive_a_title_on_two_lines_and_a_name_starting_with_hash(
+    tmp_path: Path,
+) -> None:
+    two_lines = dataclasses.replace(INFO, title="Warm-up\nand stretch\r\nagain")
+    write(tmp_path / "#1 warm-up.mp3", tone_bursts(), info=two_lines)
+    write(tmp_path / "calf.mp3", tone_bursts())
+    write_playlist(tmp_path)
+    entries = read_m3u8(tmp_path / "playlist.m3u8")
+    assert [(title, path.name) for title, path in entries] == [
+        ("Warm-up and stretch again", "#1 warm-up.mp3"),
+        ("Hamstring cramps: pressure points", "calf.mp3"),
+    ]
+    assert all(path.is_file() for _, path in entries)
+    # A session's entry (`mix --out FILE`) is written so too, and found again next time.
+    (tmp_path / "playlist.m3u8").unlink()
+    add_to_playlist(tmp_path / "#1 warm-up.mp3")
+    add_to_playlist(tmp_path / "#1 warm-up.mp3")  # once is enough
+    add_to_playlist(tmp_path / "calf.mp3")
+    text = (tmp_path / "playlist.m3u8").read_text(encoding="utf-8")
+    assert text.count("./#1 warm-up.mp3") == 1, text
+    assert [(t, p.name) for t, p in read_m3u8(tmp_path / "playlist.m3u8")] == [
+        ("Warm-up and stretch again", "#1 warm-up.mp3"),
+        ("Hamstring cramps: pressure points", "calf.mp3"),
+    ]
+
+
 def test_playlist_survives_a_damaged_track(tmp_path: Path) -> None:
     (tmp_path / "broken.mp3").write_bytes(b"\0" * 100)
     write_playlist(tmp_path)

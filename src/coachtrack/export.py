@@ -222,7 +222,7 @@ def write_playlist(folder: Path) -> None:
     )
     lines = ["#EXTM3U"]
     for name in tracks:
-        lines += [_extinf(folder / name), name]
+        lines += [_extinf(folder / name), _path_line(name)]
     files.write_text(folder / PLAYLIST_NAME, "\n".join(lines) + "\n")
 
 
@@ -231,6 +231,12 @@ def _extinf(track: Path) -> str:
     summary = summary_or_fallback(track)
     seconds = -1 if summary.duration_ms < 0 else _round_seconds(summary.duration_ms)
     return f"#EXTINF:{seconds},{_one_line(summary.title)}"
+
+
+def _path_line(name: str) -> str:
+    """A track's line in a playlist: its file name, as `./#name` if it starts with `#`
+    (players read a line that starts with `#` as a comment or a directive)."""
+    return f"./{name}" if name.startswith("#") else name
 
 
 def add_to_playlist(track: Path) -> None:
@@ -247,15 +253,15 @@ def add_to_playlist(track: Path) -> None:
         lines = ["#EXTM3U"]
     except UnicodeDecodeError:  # not one we could have written: leave it whole
         return
-    entry = _extinf(track)
-    if track.name in lines:
-        at = lines.index(track.name)
+    entry, path_line = _extinf(track), _path_line(track.name)
+    if path_line in lines:
+        at = lines.index(path_line)
         if at > 0 and lines[at - 1].startswith("#EXTINF:"):
             lines[at - 1] = entry
         else:
             lines.insert(at, entry)
     else:
-        lines += [entry, track.name]
+        lines += [entry, path_line]
     files.write_text(playlist, "\n".join(lines) + "\n")
 
 
