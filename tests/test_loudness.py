@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from coachtrack import loudness
+from coachtrack import dsp, loudness
 
 RATE = 22050
 
@@ -58,6 +58,37 @@ def test_true_peak_envelope_bounds_the_oversampled_signal() -> None:
     # each inter-sample peak is credited to the sample before it
     assert env.shape == x.shape and np.maximum(env[:-1], env[1:])[100:-100].min() > 0.95
     assert (env >= np.abs(x)).all()
+
+
+def test_true_peak_levels_follow_the_envelope_in_windows() -> None:
+    # Band-limited noise, as a music bed is: within 0.005 of the one-transform envelope,
+    # never under the samples themselves; quiet windows keep their sample levels.
+    n = RATE * 30 + 123
+    spectrum = np.fft.rfft(np.random.default_rng(8).standard_normal(n) * 0.3)
+    spectrum[np.fft.rfftfreq(n, 1 / RATE) > 9000] = 0
+    x = np.fft.irfft(spectrum, n).astype(np.float32)
+    x[RATE * 10 : RATE * 20] *= 0.1  # a quiet stretch
+    exact = loudness.true_peak_envelope(x)
+    levels = loudness.true_peak_levels(x)
+    assert levels.shape == x.shape and (levels >= np.abs(x)).all()
+    assert np.abs(levels - exact).max() < 0.005
+    floored = loudness.true_peak_levels(x, floor=0.5)
+    quiet = slice(RATE * 10 + 500, RATE * 20 - 500)
+    assert np.array_equal(floored[quiet], np.abs(x[quiet]).astype(np.float64))
+    loud = np.abs(x) > 0.6
+    assert np.array_equal(floored[loud], levels[loud])
+    assert len(loudness.true_peak_levels(np.zeros(0, np.float32))) == 0
+
+
+def test_a_long_signal_is_filtered_in_blocks_as_in_one_transform() -> None:
+    ir = loudness.KWeighting.for_rate(RATE).sections()
+    x = np.random.default_rng(9).standard_normal(dsp.CONVOLVE_IN_BLOCKS_FROM + 54321)
+    ir_samples = dsp.impulse_response(tuple(ir))
+    size = 1 << (len(x) + len(ir_samples) - 2).bit_length()
+    whole = np.fft.irfft(np.fft.rfft(x, size) * np.fft.rfft(ir_samples, size), size)
+    blocks = dsp.convolve(x, ir_samples)
+    assert len(blocks) == len(x) + len(ir_samples) - 1
+    assert np.allclose(blocks, whole[: len(blocks)], rtol=0, atol=1e-12)
 
 
 def test_limiter_holds_the_ceiling_and_leaves_quiet_audio_alone() -> None:

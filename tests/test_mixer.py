@@ -122,6 +122,32 @@ def test_the_bed_dips_under_every_sound_and_stays_down_through_short_gaps() -> N
     assert out[RATE * 12] == 1.0  # back up in a longer gap
 
 
+def test_a_bed_renders_what_its_gain_says_wherever_it_is_cut() -> None:
+    # Each dip is worked out only where it reaches; the bed must be what the gain says
+    # sample by sample: faded in and out, looped, dipped with raised-cosine ramps, the
+    # deeper dip counting where two ramps meet, in any stretch of it.
+    rate, ramp, duck = RATE, 250, 10 ** (-9 / 20)
+    music = np.random.default_rng(4).uniform(-0.5, 0.5, RATE * 3).astype(np.float32)
+    duration = RATE * 40
+    bed = mixer.MusicBed(music, rate=rate, duration=duration, level_db=-3, duck_db=9,
+                         fade_ms=2000, ramp_ms=ramp)  # fmt: skip
+    r = bed.ramp
+    spans = ((RATE, RATE * 2), (RATE * 2 + r // 2, RATE * 5), (RATE * 20, RATE * 20),
+             (duration - RATE, duration + RATE))  # fmt: skip
+    at = np.arange(duration)
+    dist = np.full(duration, np.inf)
+    for s, e in spans:
+        dist = np.minimum(dist, np.maximum(np.maximum(s - at, at - e), 0))
+    depth = np.clip(1.0 - dist / r, 0.0, 1.0)
+    dip = 1.0 - (0.5 - 0.5 * np.cos(np.pi * depth)) * (1.0 - duck)
+    fade = np.clip(np.minimum(at / bed.fade, (duration - at) / bed.fade), 0.0, 1.0)
+    expected = bed.audio[at % len(bed.audio)].astype(np.float64) * bed.level * fade * dip
+    for a, b in ((0, duration), (RATE * 2 - 7, RATE * 2 + r), (RATE * 19, RATE * 33),
+                 (duration - 5, duration), (12345, 12346)):  # fmt: skip
+        got = bed.render(a, b, spans)
+        assert np.allclose(got, expected[a:b], rtol=1e-6, atol=1e-7), (a, b)
+
+
 def test_mastering_meets_loudness_and_true_peak_targets() -> None:
     # Speech-like bursts with high peaks: the limiter has to work for the gym target.
     rng = np.random.default_rng(7)

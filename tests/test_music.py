@@ -177,6 +177,27 @@ def test_long_music_under_a_short_track_costs_what_the_track_does() -> None:
     assert master(120) < 1.5 * master(7)
 
 
+def test_a_track_under_music_as_long_as_itself_renders_in_flat_memory() -> None:
+    # The bed is measured, mastered and mixed a stretch at a time: four times the track
+    # (and the music) is not four times the memory. Measured in one piece up to 10
+    # minutes, the music's loudness took 4 times as much for 4 minutes as for 1.
+    def render(seconds: int) -> int:
+        noise = np.random.default_rng(6).standard_normal(RATE * seconds).astype(np.float32)
+        bed = mixer.MusicBed(noise * 0.1, rate=RATE, duration=RATE * seconds, level_db=0,
+                             duck_db=10)  # fmt: skip
+
+        def work() -> None:
+            mix = track_under(bed, seconds)
+            mastered, result = mastering.master(mix)
+            parts = mixer.islands(mix.timeline, music=True)
+            for _ in mixer.pcm_chunks(mastered, parts, result.ceiling):
+                pass
+
+        return peak_bytes(work)
+
+    assert render(240) < 1.5 * render(60)
+
+
 def test_the_beds_loudness_is_that_of_its_music_measured_in_stretches(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -148,6 +148,41 @@ def true_peak_envelope(audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float6
     return np.asarray(np.maximum(over.max(axis=1), np.abs(x)), dtype=np.float64)
 
 
+def true_peak_levels(
+    audio: npt.NDArray[np.floating], *, floor: float = 0.0
+) -> npt.NDArray[np.float64]:
+    """`true_peak_envelope`, quickly, for long sound: interpolated in windows of
+    `TRUE_PEAK_WINDOW` samples with `_TRUE_PEAK_CONTEXT` either side, as `TruePeakMeter`
+    measures, to within 0.005 of full scale on band-limited sound (a minute of music
+    bed in one transform took 0.5 s and 300 MB). Windows whose samples all stay under
+    `floor` keep their sample levels.
+    """
+    level = np.abs(np.asarray(audio, dtype=np.float64))
+    n = len(level)
+    if not n:
+        return level
+    width, context, factor = TRUE_PEAK_WINDOW, _TRUE_PEAK_CONTEXT, 4
+    windows = -(-n // width)
+    padded = np.zeros(windows * width + 2 * context, dtype=np.float32)
+    padded[context : context + n] = audio
+    out = np.zeros(windows * width)
+    out[:n] = level
+    by_window = out.reshape(windows, width)  # a view: filled in place
+    loud = np.flatnonzero(by_window.max(axis=1) > floor)
+    size = width + 2 * context
+    step = dsp.fraction_ramp(size, factor)
+    for first in range(0, len(loud), _TRUE_PEAK_BATCH):
+        batch = loud[first : first + _TRUE_PEAK_BATCH]
+        spectra = dsp.spectrum(padded[(batch * width)[:, None] + np.arange(size)], size)
+        peaks = by_window[batch]
+        for _ in range(factor - 1):
+            spectra *= step  # a quarter of a sample on
+            between = np.fft.irfft(spectra, size, axis=1)[:, context : context + width]
+            np.maximum(peaks, np.abs(between), out=peaks)
+        by_window[batch] = peaks
+    return out[:n]
+
+
 def true_peak(audio: npt.NDArray[np.floating]) -> float:
     """Peak of the 4x oversampled signal, as a linear amplitude (BS.1770 annex 2)."""
     if not len(audio):
@@ -157,6 +192,7 @@ def true_peak(audio: npt.NDArray[np.floating]) -> float:
 
 TRUE_PEAK_WINDOW = 448  # samples judged together; with the context, a 576-point transform
 _TRUE_PEAK_CONTEXT = 64  # samples either side, so the window's edges are interpolated well
+_TRUE_PEAK_BATCH = 512  # windows transformed at a time (2.4 MB of spectra)
 
 
 class TruePeakMeter:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from coachtrack import dsp, loudness, memory
+from coachtrack import dsp, loudness, memory, mixer
 from coachtrack.mixer import Audio, Mixer, Sound
 from coachtrack.timeline import Event
 
@@ -378,7 +378,7 @@ def _music_energy(mix: Mixer, like: npt.NDArray[np.float64]) -> npt.NDArray[np.f
         return None
     timeline = mix.timeline
     meter = loudness.LoudnessMeter(timeline.sample_rate, timeline.duration)
-    chunk = 60 * meter.block * 10
+    chunk = mixer.MEASURE_SECONDS * timeline.sample_rate // meter.block * meter.block
     for start in range(0, timeline.duration, chunk):
         end = min(timeline.duration, start + chunk)
         meter.add(start, mix.music.render(start, end, mix.duck_spans))
