@@ -40,7 +40,8 @@ if TYPE_CHECKING:  # the render stack loads only when something is rendered
     import numpy as np
     import numpy.typing as npt
 
-    from coachtrack import export
+    from coachtrack import export, mixer
+    from coachtrack.music import DecodedMusic
 
     Audio = npt.NDArray[np.float32]
     Pcm = npt.NDArray[np.int16]
@@ -378,7 +379,7 @@ def render(
     planned: Planned,
     clips: dict[str, Pcm],
     stamp: str,
-    music: Audio | None,
+    music: mixer.MusicSource | None,
     timings: Timings,
     music_file: Path | None = None,
 ) -> None:
@@ -635,15 +636,20 @@ _OVER_A_ROUTINE = (
 )
 
 
-def _music(options: BuildOptions, planned: Sequence[Planned]) -> Audio | None:
+def _music(options: BuildOptions, planned: Sequence[Planned]) -> DecodedMusic | None:
     """The music bed's samples, as many as the longest of `planned` plays: a bed never
-    plays past its track's end (an hour-long mix under a short track was decoded whole)."""
+    plays past its track's end (an hour-long mix under a short track was decoded whole).
+
+    They are kept on disk beside the first track, and read as they are played.
+    """
     if options.music is None or not planned:
         return None
     from coachtrack.music import load_music
 
     longest = max(p.timeline.duration for p in planned)
-    return load_music(options.music, SAMPLE_RATE, max_seconds=longest / SAMPLE_RATE)
+    folder = planned[0].track.path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return load_music(options.music, SAMPLE_RATE, longest / SAMPLE_RATE, folder=folder)
 
 
 def _in_parallel(work: Callable[[int], Timings], count: int, jobs: int) -> Iterator[Timings]:

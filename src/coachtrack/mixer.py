@@ -11,6 +11,7 @@ import bisect
 import copy
 from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -200,18 +201,50 @@ def fade_in_gain(at: npt.NDArray[np.integer], fade: int, rate: int) -> npt.NDArr
 MEASURE_SECONDS = 60
 
 
+class MusicSource(Protocol):
+    """Music samples read a stretch at a time (`music.DecodedMusic` keeps them on disk)."""
+
+    def __len__(self) -> int: ...
+
+    def read(self, start: int, stop: int) -> Audio:
+        """Samples `[start, stop)`, cut to the music's length."""
+        ...
+
+
+class InMemory:
+    """Music samples held in memory, as a `MusicSource`."""
+
+    def __init__(self, audio: Audio) -> None:
+        self.audio = audio
+
+    def __len__(self) -> int:
+        return len(self.audio)
+
+    def read(self, start: int, stop: int) -> Audio:
+        return self.audio[max(0, start) : stop]
+
+
 class MusicBed:
     """A music bed: looped to fill the track (if shorter), faded at both ends, ducked under
     every sound. `source` names the music in messages (its file).
+
+    The music is read a stretch at a time, as it is played: a bed holds only the loop's
+    crossfaded start, never the whole of the music.
     """
 
-    def __init__(self, audio: Audio, *, rate: int, duration: int, level_db: float,
-                 duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250,
+    def __init__(self, audio: Audio | MusicSource, *, rate: int, duration: int,
+                 level_db: float, duck_db: float, fade_ms: int = 3000, ramp_ms: int = 250,
                  source: str = "--music") -> None:  # fmt: skip
-        # Music as long as the track never turns: only what the track plays of it is kept
+        self.music: MusicSource = InMemory(audio) if isinstance(audio, np.ndarray) else audio
+        # Music as long as the track never turns: only what the track plays of it is used
         # (its loudness is measured on that: an hour-long mix under a half-minute track was
-        # measured whole, in 5 GB), and its end is not faded into its start.
-        self.audio = audio[:duration] if len(audio) >= duration else seamless_loop(audio, rate)
+        # measured whole, in 5 GB), and its end is not faded into its start. Shorter music
+        # turns with its last moments faded into its first (`seamless_loop`).
+        if len(self.music) >= duration:
+            self.head, self.length = np.zeros(0, np.float32), duration
+        else:
+            self.head = _loop_head(self.music, rate)
+            self.length = len(self.music) - len(self.head)
         self.source = source
         self.rate = rate
         self.duration = duration
@@ -219,6 +252,20 @@ class MusicBed:
         self.duck = loudness.db_to_gain(-duck_db)
         self.fade = round(fade_ms * rate / 1000)
         self.ramp = round(ramp_ms * rate / 1000)
+
+    def played(self) -> Audio:
+        """The music as the bed plays it once through, in memory: for short music."""
+        return self._read(0, self.length)
+
+    def _read(self, start: int, stop: int) -> Audio:
+        """Samples `[start, stop)` of the music played once through (`0 <= start <= stop <=
+        length`): the loop's crossfaded start, then the music itself."""
+        n = len(self.head)
+        if stop <= n:
+            return self.head[start:stop]
+        if start >= n:
+            return self.music.read(start, stop)
+        return np.concatenate([self.head[start:], self.music.read(n, stop)])
 
     def scaled(self, gain: float) -> MusicBed:
         """The same bed, `gain` times louder."""
@@ -235,16 +282,16 @@ class MusicBed:
         music before it, so the result is the same (to rounding) but the transforms stay
         small (in one piece, an hour took 5 GB). A BuildError if even that does not fit.
         """
-        audio, block = self.audio, loudness.block_samples(self.rate)
-        meter = loudness.LoudnessMeter(self.rate, len(audio))
+        length, block = self.length, loudness.block_samples(self.rate)
+        meter = loudness.LoudnessMeter(self.rate, length)
         stretch = MEASURE_SECONDS * self.rate // block * block  # whole blocks: none is split
         lead = dsp.IMPULSE_SAMPLES - 1  # what the filter remembers of the music before
         try:
-            for start in range(0, len(audio), stretch):
-                end = min(len(audio), start + stretch)
+            for start in range(0, length, stretch):
+                end = min(length, start + stretch)
                 head = max(0, start - lead)
-                piece = audio[head:end].astype(np.float64)
-                if end == len(audio):  # the filter's tail after the music
+                piece = self._read(head, end).astype(np.float64)
+                if end == length:  # the filter's tail after the music
                     piece = np.concatenate([piece, np.zeros(block)])
                 weighted = meter.k.apply(piece)[start - head :]
                 loudness.bin_energy(meter.energy, start, np.square(weighted), block)
@@ -265,8 +312,8 @@ class MusicBed:
         """The music's samples for `[start, end)`, from its start again where it runs out."""
         pieces, at = [], start
         while at < end:
-            offset = at % len(self.audio)
-            piece = self.audio[offset : offset + end - at]
+            offset = at % self.length
+            piece = self._read(offset, min(self.length, offset + end - at))
             pieces.append(piece)
             at += len(piece)
         return np.concatenate(pieces) if len(pieces) != 1 else pieces[0]
@@ -317,13 +364,23 @@ def seamless_loop(audio: Audio, rate: int) -> Audio:
     at every turn. The result is shorter by the crossfade; played once from its start
     (under the bed's fade-in) it begins with that crossfade.
     """
-    n = min(round(LOOP_CROSSFADE_MS * rate / 1000), len(audio) // 4)
-    if n < 2:
+    head = _loop_head(InMemory(audio), rate)
+    if not len(head):
         return audio
+    return np.concatenate([head, audio[len(head) : len(audio) - len(head)]])
+
+
+def _loop_head(music: MusicSource, rate: int) -> Audio:
+    """The start of `music` looped: its last `LOOP_CROSSFADE_MS` fading into its first (none
+    for music too short to loop that way)."""
+    length = len(music)
+    n = min(round(LOOP_CROSSFADE_MS * rate / 1000), length // 4)
+    if n < 2:
+        return np.zeros(0, np.float32)
     t = (np.arange(n) + 0.5) / n
     fade_in, fade_out = np.sin(0.5 * np.pi * t), np.cos(0.5 * np.pi * t)  # equal power
-    head = audio[:n] * fade_in + audio[len(audio) - n :] * fade_out
-    return np.concatenate([head, audio[n : len(audio) - n]]).astype(np.float32)
+    return np.asarray(music.read(0, n) * fade_in + music.read(length - n, length) * fade_out,
+                      dtype=np.float32)  # fmt: skip
 
 
 def pcm_chunks(

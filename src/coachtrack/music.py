@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 import numpy.typing as npt
@@ -31,40 +34,114 @@ def check_music_file(path: Path) -> None:
         raise _refuse(path, f"music file over {MAX_MUSIC_BYTES // 2**20} MB")
 
 
-def load_music(path: Path, rate: int, max_seconds: float | None = None) -> npt.NDArray[np.float32]:
-    """The file's audio as mono float32 at `rate` (mp3, wav, ogg, m4a: whatever ffmpeg reads).
+class DecodedMusic:
+    """A music file's sound, mono float32, in an unnamed temporary file, read a stretch at a
+    time (`MusicSource`): an hour of it is 317 MB of samples, which a build held in memory
+    (1.3 GB for a 3-hour track over an hour-long mix). Forked workers read it too."""
+
+    def __init__(self, file: BinaryIO, length: int) -> None:
+        self._file = file
+        self._length = length
+
+    def __len__(self) -> int:
+        return self._length
+
+    def read(self, start: int, stop: int) -> npt.NDArray[np.float32]:
+        """Samples `[start, stop)` of the music (cut to its length)."""
+        start, stop = max(0, start), min(self._length, stop)
+        wanted = max(0, stop - start) * 4
+        data = bytearray()
+        while len(data) < wanted:  # a regular file reads whole; a short read is taken again
+            chunk = os.pread(self._file.fileno(), wanted - len(data), start * 4 + len(data))
+            if not chunk:
+                raise BuildError("the decoded music file was cut short while the build read it")
+            data += chunk
+        return np.frombuffer(data, dtype=np.float32)
+
+    def close(self) -> None:
+        """Let the temporary file go (it has no name: nothing is left behind)."""
+        self._file.close()
+
+
+def load_music(
+    path: Path, rate: int, max_seconds: float | None = None, *, folder: Path | None = None
+) -> DecodedMusic:
+    """The file's audio as mono float32 at `rate` (mp3, wav, ogg, m4a: whatever ffmpeg reads),
+    kept in an unnamed temporary file in `folder` (the outputs' folder, so on disk where they
+    go; the system's temporary folder by default).
 
     With `max_seconds`, only the file's first `max_seconds` are decoded: a bed never
     plays past the end of its track, so that is all the longest track under it can
     use. An hour-long mix under a half-minute track then costs half a minute of samples.
 
     Samples that are not numbers (NaN, infinity) become silence; the rest are clipped
-    to full scale. A BuildError if there is not memory enough to hold the decoded sound.
+    to full scale.
     """
     check_music_file(path)
     limit = None if max_seconds is None else max(1, math.ceil(max_seconds * rate))
     # The decoder stops a second past the limit; the samples are counted exactly here.
     args = _decoder(path, rate, None if limit is None else limit / rate + 1)
     try:
-        raw, status, errors = _decode(args, None if limit is None else limit * 4)
+        file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (it outlives this call)
+    except OSError as error:
+        raise BuildError(
+            f"{path}: cannot keep the decoded music in {folder or tempfile.gettempdir()}: "
+            f"{error.strerror or error}"
+        ) from None
+    kept = _Kept(file, limit)
+    try:
+        try:
+            status, errors = _decode(args, kept.take)
+            file.flush()  # read back with os.pread, under the file object's buffer
+        except OSError as error:
+            raise BuildError(
+                f"{path}: cannot keep the decoded music in {folder or tempfile.gettempdir()}: "
+                f"{error.strerror or error}"
+            ) from None
+        except MemoryError:
+            raise BuildError(
+                f"{path}: not enough memory to decode this music file (a shorter one may fit)"
+            ) from None
         if status != 0:
             raise _undecodable(path, errors)
-        audio = np.frombuffer(raw, dtype=np.float32)  # the same memory, writable
+        length = kept.samples
+        if length < MIN_MUSIC_SECONDS * rate and (limit is None or length < limit):
+            raise _refuse(path, _NO_SOUND)
+        if not kept.sounds:
+            if limit is not None and length == limit:  # it may sound later, past the track
+                seconds = math.ceil(limit / rate)
+                raise _refuse(path, f"the music file holds no sound in its first {seconds} s, "
+                                    "all that the track plays of it")  # fmt: skip
+            raise _refuse(path, _NO_SOUND)
+    except BaseException:
+        file.close()
+        raise
+    return DecodedMusic(file, length)
+
+
+class _Kept:
+    """The decoder's output as it comes, cleaned and written to `file`, up to `limit`
+    samples; what is left over is read and dropped."""
+
+    def __init__(self, file: BinaryIO, limit: int | None) -> None:
+        self.file, self.limit = file, limit
+        self.samples = 0
+        self.sounds = False
+        self._partial = b""  # the start of a sample cut off at the end of a chunk
+
+    def take(self, chunk: bytes) -> None:
+        data = bytearray(self._partial)
+        data += chunk
+        whole = len(data) // 4
+        self._partial = bytes(data[whole * 4 :])
+        room = whole if self.limit is None else max(0, self.limit - self.samples)
+        audio = np.frombuffer(data, dtype=np.float32, count=min(whole, room))  # writable
+        if not len(audio):
+            return
         _silence_non_finite_and_clip(audio)
-        sounds = np.any(audio)
-    except MemoryError:
-        raise BuildError(
-            f"{path}: not enough memory to decode this music file (a shorter one may fit)"
-        ) from None
-    if len(audio) < MIN_MUSIC_SECONDS * rate and (limit is None or len(audio) < limit):
-        raise _refuse(path, _NO_SOUND)
-    if not sounds:
-        if limit is not None and len(audio) == limit:  # it may sound later, past the track
-            seconds = math.ceil(limit / rate)
-            raise _refuse(path, f"the music file holds no sound in its first {seconds} s, "
-                                "all that the track plays of it")  # fmt: skip
-        raise _refuse(path, _NO_SOUND)
-    return audio
+        self.sounds = self.sounds or bool(np.any(audio))
+        self.file.write(memoryview(audio))
+        self.samples += len(audio)
 
 
 def probe_music(path: Path, rate: int) -> None:
@@ -76,10 +153,11 @@ def probe_music(path: Path, rate: int) -> None:
     was no music was refused only then, once all the speech had been synthesized.
     """
     check_music_file(path)
-    raw, status, errors = _decode(_decoder(path, rate, _PROBE_SECONDS), None)
+    raw = bytearray()
+    status, errors = _decode(_decoder(path, rate, _PROBE_SECONDS), raw.extend)
     if status != 0:
         raise _undecodable(path, errors)
-    if not raw:  # no samples at all: `load_music` would refuse it as holding no sound
+    if len(raw) < 4:  # no samples at all: `load_music` would refuse it as holding no sound
         raise _refuse(path, _NO_SOUND)
 
 
@@ -108,26 +186,23 @@ def _undecodable(path: Path, errors: bytes) -> UserError:
     return _refuse(path, "cannot decode this music file" + (f": {detail[-1]}" if detail else ""))
 
 
-def _decode(args: list[str], limit_bytes: int | None) -> tuple[bytearray, int, bytes]:
-    """Run the decoder: its output (up to `limit_bytes`), exit status and complaints.
+def _decode(args: list[str], take: Callable[[bytes], None]) -> tuple[int, bytes]:
+    """Run the decoder, handing its output to `take` as it comes: its exit status and
+    complaints.
 
-    The output is gathered in one growing buffer, not as pieces joined at the end (that
-    held the sound twice), and its complaints go to a file: a damaged file can fill a
-    pipe with them, and a decoder blocked on a full pipe would never finish.
+    Its complaints go to a file: a damaged file can fill a pipe with them, and a decoder
+    blocked on a full pipe would never finish.
     """
-    raw = bytearray()
     with tempfile.TemporaryFile() as errors:
         process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=errors)
         stdout = process.stdout
         assert stdout is not None
         try:
-            # Read to the end, keeping what is wanted: a decoder left writing to a full
-            # pipe would never exit.
+            # Read to the end: a decoder left writing to a full pipe would never exit.
             for chunk in iter(lambda: stdout.read(_READ_BYTES), b""):
-                if limit_bytes is None or len(raw) < limit_bytes:
-                    raw += chunk
+                take(chunk)
             status = process.wait()
-        except BaseException:  # out of memory, Ctrl-C: the decoder goes too
+        except BaseException:  # a full disk, Ctrl-C: the decoder goes too
             process.kill()
             process.wait()
             raise
@@ -135,10 +210,7 @@ def _decode(args: list[str], limit_bytes: int | None) -> tuple[bytearray, int, b
             stdout.close()
         errors.seek(0)
         complaints = errors.read()
-    if limit_bytes is not None:
-        del raw[limit_bytes:]
-    del raw[len(raw) // 4 * 4 :]  # whole samples only
-    return raw, status, complaints
+    return status, complaints
 
 
 def _silence_non_finite_and_clip(audio: npt.NDArray[np.float32]) -> None:
