@@ -323,8 +323,9 @@ class MusicBed:
     ) -> npt.NDArray[np.float64]:
         """The ducking's and the fades' gain over `[start, end)`.
 
-        Each dip is worked out only where it is not 1, its ramps apart from its span (over
-        the whole stretch, a track's hundreds of spans took 10 s and 300 MB under a bed).
+        Each dip is worked out only where it is not 1, its ramps apart from its span
+        (worked out over the whole stretch for each span that reached into it, the dips
+        took 2.4 s of a 27-minute gym track's build; 0.09 s so).
         """
         gain = np.ones(end - start)
         ramp, floor = self.ramp, self.duck
@@ -343,13 +344,13 @@ class MusicBed:
                     np.minimum(part, dipped, out=part)  # raised cosine attack and release
             gain[max(s, start) - start : max(0, min(e + 1, end) - start)] = floor
         # Faded in over the first `fade` samples and out over the last.
-        fade, length = self.fade, self.duration
-        ends = [(0, fade), (length - fade, length)] if length > 2 * fade else [(0, length)]
+        fade, total = self.fade, self.duration
+        ends = [(0, fade), (total - fade, total)] if total > 2 * fade else [(0, total)]
         for lo, hi in ends if fade else []:
             lo, hi = max(lo, start), min(hi, end)
             if lo < hi:
                 at = np.arange(lo, hi)
-                faded = np.clip(np.minimum(at / fade, (length - at) / fade), 0.0, 1.0)
+                faded = np.clip(np.minimum(at / fade, (total - at) / fade), 0.0, 1.0)
                 gain[lo - start : hi - start] *= faded
         return gain
 
