@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
+import io
 import re
+import tempfile
 import tracemalloc
 from collections.abc import Callable
 from pathlib import Path
@@ -155,6 +158,25 @@ def test_decoded_music_is_kept_on_disk_not_in_memory(tmp_path: Path) -> None:
     assert len(kept.read(len(kept) - 3, len(kept) + 10)) == 3
     kept.close()
     assert list(out.iterdir()) == []
+
+
+def test_a_full_disk_while_keeping_the_music_is_a_build_error_naming_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    class Full(io.BytesIO):
+        def write(self, data: Any) -> int:
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    real = tempfile.TemporaryFile
+
+    def temporary(*args: Any, dir: Any = None, **kwargs: Any) -> Any:
+        return Full() if dir is not None else real(*args, **kwargs)
+
+    monkeypatch.setattr(music.tempfile, "TemporaryFile", temporary)
+    path = long_wav(tmp_path)
+    message = f"{path}: cannot keep the decoded music in {tmp_path}: No space left on device"
+    with pytest.raises(BuildError, match=re.escape(message)):
+        music.load_music(path, RATE, folder=tmp_path)
 
 
 @pytest.mark.parametrize("seconds", [5, 25])  # shorter than the music, and looped

@@ -81,23 +81,22 @@ def load_music(
     limit = None if max_seconds is None else max(1, math.ceil(max_seconds * rate))
     # The decoder stops a second past the limit; the samples are counted exactly here.
     args = _decoder(path, rate, None if limit is None else limit / rate + 1)
+
+    def cannot_keep(error: OSError) -> BuildError:
+        return BuildError(
+            f"{path}: cannot keep the decoded music in {folder or tempfile.gettempdir()}: "
+            f"{error.strerror or error}"
+        )
+
     try:
         file = tempfile.TemporaryFile(dir=folder)  # noqa: SIM115 (it outlives this call)
     except OSError as error:
-        raise BuildError(
-            f"{path}: cannot keep the decoded music in {folder or tempfile.gettempdir()}: "
-            f"{error.strerror or error}"
-        ) from None
-    kept = _Kept(file, limit)
+        raise cannot_keep(error) from None
+    kept = _Kept(file, limit, cannot_keep)
     try:
         try:
             status, errors = _decode(args, kept.take)
-            file.flush()  # read back with os.pread, under the file object's buffer
-        except OSError as error:
-            raise BuildError(
-                f"{path}: cannot keep the decoded music in {folder or tempfile.gettempdir()}: "
-                f"{error.strerror or error}"
-            ) from None
+            kept.flush()  # read back with os.pread, under the file object's buffer
         except MemoryError:
             raise BuildError(
                 f"{path}: not enough memory to decode this music file (a shorter one may fit)"
@@ -123,11 +122,19 @@ class _Kept:
     """The decoder's output as it comes, cleaned and written to `file`, up to `limit`
     samples; what is left over is read and dropped."""
 
-    def __init__(self, file: BinaryIO, limit: int | None) -> None:
-        self.file, self.limit = file, limit
+    def __init__(
+        self, file: BinaryIO, limit: int | None, failed: Callable[[OSError], BuildError]
+    ) -> None:
+        self.file, self.limit, self.failed = file, limit, failed
         self.samples = 0
         self.sounds = False
         self._partial = b""  # the start of a sample cut off at the end of a chunk
+
+    def flush(self) -> None:
+        try:
+            self.file.flush()
+        except OSError as error:  # a full disk
+            raise self.failed(error) from None
 
     def take(self, chunk: bytes) -> None:
         data = bytearray(self._partial)
@@ -140,7 +147,10 @@ class _Kept:
             return
         _silence_non_finite_and_clip(audio)
         self.sounds = self.sounds or bool(np.any(audio))
-        self.file.write(memoryview(audio))
+        try:
+            self.file.write(memoryview(audio))
+        except OSError as error:  # a full disk
+            raise self.failed(error) from None
         self.samples += len(audio)
 
 
