@@ -148,7 +148,7 @@ class _Kept:
         _silence_non_finite_and_clip(audio)
         self.sounds = self.sounds or bool(np.any(audio))
         try:
-            self.file.write(memoryview(audio))
+            self.file.write(audio.data)
         except OSError as error:  # a full disk
             raise self.failed(error) from None
         self.samples += len(audio)
