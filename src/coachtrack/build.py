@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from coachtrack import SAMPLE_RATE, __version__, files
-from coachtrack.errors import BuildError, Problem, Terminated, UserError
+from coachtrack.errors import STOP_SIGNALS, BuildError, Problem, Terminated, UserError
 from coachtrack.loader import MAX_TRACK_MS
 from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook
@@ -720,7 +720,7 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
         try:
             message = json.dumps(work(i).seconds)
         except KeyboardInterrupt:
-            for one in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):  # once is enough
+            for one in (signal.SIGINT, *STOP_SIGNALS):  # once is enough
                 signal.signal(one, signal.SIG_IGN)
             message, code = "interrupted", 130
         except (BuildError, OSError) as error:

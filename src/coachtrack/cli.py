@@ -18,6 +18,7 @@ import typer
 from coachtrack import __version__, build, files, tools
 from coachtrack.errors import (
     INTERRUPTED,
+    STOP_SIGNALS,
     TERMINATED,
     BuildError,
     Problem,
@@ -357,11 +358,6 @@ def _fail(code: int, lines: Sequence[str]) -> NoReturn:
     sys.exit(code)
 
 
-# SIGTERM (`kill PID`, a shutdown) and SIGHUP (the terminal closed, an SSH link dropped)
-# stop a build as Ctrl-C does: its clean-up runs, and no temporary file is left.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
 class _Stop:
     """A stop signal raises Terminated, as Ctrl-C raises KeyboardInterrupt; once is enough."""
 
@@ -384,10 +380,10 @@ class _Stop:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point: run a command, turning every user error into a message and exit code."""
-    sigterm = _Stop()
+    stop = _Stop()
     previous = {}
     if threading.current_thread() is threading.main_thread():
-        previous = {one: signal.signal(one, sigterm) for one in STOP_SIGNALS}
+        previous = {one: signal.signal(one, stop) for one in STOP_SIGNALS}
     try:
         # Outside standalone mode typer returns, rather than raises, the exit code of a
         # command it stopped: 130 for Ctrl-C (it catches the KeyboardInterrupt itself).
@@ -402,13 +398,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     except BuildError as error:
         _fail(1, [f"coachtrack: {error}"])
     except (KeyboardInterrupt, typer.Abort):
-        sigterm.stopped()
+        stop.stopped()
     except OSError as error:
         _fail(1, [f"coachtrack: {error}"])
     finally:
         for one, handler in previous.items():
             signal.signal(one, handler)
     if status == 130:
-        sigterm.stopped()
+        stop.stopped()
     if isinstance(status, int) and status:
         sys.exit(status)

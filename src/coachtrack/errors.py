@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -51,6 +52,9 @@ def cut(text: str, limit: int = 40) -> str:
 
 INTERRUPTED = "coachtrack: interrupted; nothing half-written was left behind"
 TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
+# SIGTERM (`kill PID`, a shutdown) and SIGHUP (the terminal closed, an SSH link dropped)
+# stop a build as Ctrl-C (SIGINT) does: its clean-up runs, and no temporary file is left.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
 class Terminated(KeyboardInterrupt):

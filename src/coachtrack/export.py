@@ -56,7 +56,7 @@ from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
 from coachtrack import files, loudness, tools
-from coachtrack.errors import BuildError
+from coachtrack.errors import STOP_SIGNALS, BuildError
 from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
 
@@ -747,7 +747,6 @@ def _island_end(last_sound: int, n_frames: int) -> int:
 TRUE_PEAK_ROOM_DB = 0.3  # an island decodes this far under the ceiling at least ...
 _CHECK_AIM_DB = 0.5  # ... and one encoded again is aimed this far under it at first,
 _CHECK_STEP_DB = 1.0  # ... then this much further under at each attempt after that
-_CHECK_FLOOR_DB = 6.0  # windows this far under the ceiling need no interpolation
 _CHECK_ATTEMPTS = 12  # the last is aimed over 60 dB under: no noise rides that high
 _CHECKED_ISLAND_BYTES = 1 << 23  # sound kept for encoding again: 3 min 10 s at 22.05 kHz
 
@@ -835,7 +834,7 @@ class _IslandEncoders:
         Every encode is measured; should none come under in `_CHECK_ATTEMPTS`, the one
         that decoded lowest is kept.
         """
-        floor = ceiling * loudness.db_to_gain(-_CHECK_FLOOR_DB)
+        floor = ceiling * loudness.db_to_gain(-loudness.INTERPOLATE_WITHIN_DB)
         gain, best = 1.0, (math.inf, frames)
         for attempt in range(_CHECK_ATTEMPTS + 1):
             peak = _decoded_true_peak(frames, floor)
@@ -871,7 +870,7 @@ class _IslandEncoders:
 _MESSAGE = struct.Struct("<Biqi")
 _OPEN, _FEED, _CLOSE = 0, 1, 2  # to a worker; the number: first frame, granule, end frame
 _FRAMES, _DONE, _FAILED = 3, 4, 5  # from a worker: frames; an island's last frames; an error
-_STOPPING = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})  # the CLI's clean-up
+_STOPPING = frozenset({signal.SIGINT, *STOP_SIGNALS})  # what the CLI turns into clean-up
 _MAX_ENCODER_PROCESSES = 4
 _ISLANDS_IN_FLIGHT = 16  # islands begun but not yet written out, at most
 _QUEUED_BYTES = 1 << 21  # sound waiting in the writer for a worker's pipe, at most (48 s)

@@ -405,13 +405,9 @@ def pcm_chunks(
             # Sounds were limited one by one; where two overlap, this catches the sum
             # (on true peaks when a music bed runs under everything).
             audio = mix.render(part.start, part.end)
-            # Interpolated only where it could matter: between samples 6 dB under the
-            # ceiling, band-limited sound does not rise over it.
-            level = (
-                loudness.true_peak_levels(audio, floor=ceiling / 2)
-                if mix.music is not None
-                else None
-            )
+            # Interpolated only where it could matter (`loudness.INTERPOLATE_WITHIN_DB`).
+            floor = ceiling * loudness.db_to_gain(-loudness.INTERPOLATE_WITHIN_DB)
+            level = loudness.true_peak_levels(audio, floor=floor) if mix.music is not None else None
             yield to_int16(loudness.limit(audio, ceiling, window, level))
             cursor = part.end
 

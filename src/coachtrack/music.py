@@ -37,7 +37,8 @@ def check_music_file(path: Path) -> None:
 class DecodedMusic:
     """A music file's sound, mono float32, in an unnamed temporary file, read a stretch at a
     time (`MusicSource`): an hour of it is 317 MB of samples, which a build held in memory
-    (1.3 GB for a 3-hour track over an hour-long mix). Forked workers read it too."""
+    (1.3 GB for a 3-hour track over an hour-long mix). Forked workers read it too; the
+    file goes when the last process holding it does, and has no name to leave behind."""
 
     def __init__(self, file: BinaryIO, length: int) -> None:
         self._file = file
@@ -47,20 +48,17 @@ class DecodedMusic:
         return self._length
 
     def read(self, start: int, stop: int) -> npt.NDArray[np.float32]:
-        """Samples `[start, stop)` of the music (cut to its length)."""
+        """Samples `[start, stop)` of the music (cut to its length), read straight into
+        the array that holds them."""
         start, stop = max(0, start), min(self._length, stop)
-        wanted = max(0, stop - start) * 4
-        data = bytearray()
-        while len(data) < wanted:  # a regular file reads whole; a short read is taken again
-            chunk = os.pread(self._file.fileno(), wanted - len(data), start * 4 + len(data))
-            if not chunk:
+        out = np.empty(max(0, stop - start), dtype=np.float32)
+        view, done = memoryview(out.data).cast("B"), 0
+        while done < len(view):  # a regular file reads whole; a short read is taken again
+            got = os.preadv(self._file.fileno(), [view[done:]], start * 4 + done)
+            if not got:
                 raise BuildError("the decoded music file was cut short while the build read it")
-            data += chunk
-        return np.frombuffer(data, dtype=np.float32)
-
-    def close(self) -> None:
-        """Let the temporary file go (it has no name: nothing is left behind)."""
-        self._file.close()
+            done += got
+        return out
 
 
 def load_music(
