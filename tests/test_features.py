@@ -206,6 +206,29 @@ def test_an_unchanged_track_is_not_rendered_again(tmp_path: Path, cache: Path) -
     assert mp3.stat().st_mtime_ns != first
 
 
+def test_two_formats_in_one_folder_keep_each_other_up_to_date(tmp_path: Path, cache: Path) -> None:
+    # An MP3 and a WAV of one routine share its LRC. Building one must not make the other
+    # render again, unless the transcript they share has changed meanwhile.
+    routine, out = tmp_path / "short.yaml", tmp_path / "out"
+    original = SHORT.read_text(encoding="utf-8")
+    routine.write_text(original, encoding="utf-8")
+
+    def build(fmt: str) -> int:
+        result = run_cli("build", str(routine), "--format", fmt, "--out", str(out), cache=cache)
+        assert result.returncode == 0, result.stderr
+        return (out / "phone" / f"short.{fmt}").stat().st_mtime_ns
+
+    mp3, wav = build("mp3"), build("wav")
+    assert (build("mp3"), build("wav")) == (mp3, wav)
+    routine.write_text(original.replace("Lie back.", "Lie back slowly."), encoding="utf-8")
+    assert build("wav") != wav
+    routine.write_text(original, encoding="utf-8")
+    # the LRC now tells the edited words: the MP3 of the original is rendered again
+    assert build("mp3") != mp3
+    lrc = (out / "phone" / "short.lrc").read_text(encoding="utf-8")
+    assert "]Lie back.\n" in lrc and "slowly" not in lrc
+
+
 def test_a_changed_coachtrack_renders_again(monkeypatch: pytest.MonkeyPatch) -> None:
     # Not only a new version number: other code (a checkout, an edit) makes other tracks.
     from coachtrack import build

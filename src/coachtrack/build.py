@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -361,18 +362,50 @@ def _lrc_path(track: Track) -> Path:
 
 def is_up_to_date(track: Track, stamp: str) -> bool:
     """True when the track and its LRC exist and the LRC carries this fingerprint."""
-    lrc = _lrc_path(track)
-    if not (track.path.is_file() and lrc.is_file()):
+    if not track.path.is_file():
         return False
-    with lrc.open(encoding="utf-8", errors="replace") as stream:
-        head = stream.read(4096)
-    return _stamp_line(stamp, files.digest(track.path)) in head.splitlines()
+    return _stamp_line(track, stamp, files.digest(track.path)) in _lrc_head(track)
 
 
-def _stamp_line(stamp: str, track_digest: str) -> str:
+def _stamp_line(track: Track, stamp: str, track_digest: str) -> str:
     # The track's own digest too: a build stopped between replacing the track and
     # writing its LRC leaves an old LRC beside a new track, which must not pass.
-    return f"[re:coachtrack {__version__} build {stamp} track {track_digest[:32]}]"
+    return f"[re:coachtrack {__version__} build {stamp} {track.fmt} track {track_digest[:32]}]"
+
+
+def _lrc_head(track: Track) -> list[str]:
+    """The first lines of the track's LRC, where the stamps are; [] when there is none."""
+    try:
+        with _lrc_path(track).open(encoding="utf-8", errors="replace") as stream:
+            return stream.read(4096).splitlines()
+    except OSError:
+        return []
+
+
+def _stamps_of_other_formats(track: Track, lrc_body: str) -> list[str]:
+    """The stamps the track's LRC carries for the routine's other formats, when what
+    follows them is `lrc_body`, the transcript this build writes.
+
+    An MP3 and an M4A of one routine in one folder share `R.lrc`: each keeps its own
+    stamp there, so that building one does not make the other look out of date. A
+    changed transcript drops them: the LRC no longer describes those tracks.
+    """
+    try:
+        lines = _lrc_path(track).read_text(encoding="utf-8", errors="replace").splitlines(True)
+    except OSError:
+        return []
+    stamps = list(itertools.takewhile(lambda line: _format_of(line) is not None, lines))
+    if "".join(lines[len(stamps) :]) != lrc_body:
+        return []
+    return [s.rstrip("\n") for s in stamps if _format_of(s) != track.fmt]
+
+
+def _format_of(stamp: str) -> str | None:
+    """The format a stamp line is for (see _stamp_line), None if it is no stamp."""
+    words = stamp.split()  # [re:coachtrack VERSION build STAMP FORMAT track DIGEST]
+    if len(words) == 7 and words[:3] == ["[re:coachtrack", __version__, "build"]:
+        return words[4] if words[4] in FORMATS else None
+    return None
 
 
 def render(
@@ -447,7 +480,9 @@ def publish(
             )
             return False
         page.write_page(track.path.with_suffix(".html"), html)
-        export.write_lrc(_lrc_path(track), info, header=f"{_stamp_line(stamp, written.digest)}\n")
+        others = _stamps_of_other_formats(track, export.lrc_text(info))
+        stamps = [_stamp_line(track, stamp, written.digest), *others]
+        export.write_lrc(_lrc_path(track), info, header="".join(f"{s}\n" for s in stamps))
     return True
 
 
