@@ -1089,7 +1089,7 @@ def test_ssml_looking_text_is_kept_as_plain_text(tmp_path: Path) -> None:
 
 def test_values_as_written(tmp_path: Path) -> None:
     text = actions(
-        "- hold: 30\n- hold: 1:30\n- hold: 1.5\n- pause: '0h29m60s'\n"
+        "- hold: 30\n- hold: 1:30\n- hold: 1.5\n- pause: '0h30m0s'\n"
         "- hold: 10s\n  countdown: no\n  breathe: calm\n  remind: [a, b]\n"
         "- repeat: 3.0\n  do: [{repeat: 2, do: [{say: x}]}]"
     )
@@ -1268,6 +1268,9 @@ DURATIONS = [
     ("1.5m", 90_000),
     ("1h", 3_600_000),
     ("1h2m3s", 3_723_000),
+    ("90s", 90_000),
+    ("90m", 5_400_000),
+    ("1m59.5s", 119_500),
     ("30", 30_000),
     ("2.5", 2_500),
     (".5", 500),
@@ -1292,6 +1295,9 @@ BAD_DURATIONS = [
     ("abc", "is not a duration"),
     ("30x", "is not a duration"),
     ("1:75", "is not a duration"),
+    ("1m90s", '"1m90s" is not a duration: its seconds must be under 60 after a larger unit'),
+    ("1h 75m", "its minutes must be under 60 after a larger unit"),
+    ("1h60s", "its seconds must be under 60"),
     ("1:5", "is not a duration"),
     ("500ms", "is not a duration"),
     ("1e3", "is not a duration"),

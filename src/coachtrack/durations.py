@@ -85,6 +85,13 @@ def _seconds_or_none(text: str) -> Decimal | None:
     if match is None or not any(match.groupdict().values()):
         return None
     parts = match.groupdict()
+    for unit, larger, limit in (("s", ("h", "m"), "seconds"), ("m", ("h",), "minutes")):
+        if parts[unit] and any(parts[u] for u in larger) and Decimal(parts[unit]) >= 60:
+            # As `1:75` is no time of day, `1m90s` is most likely a slip (for 1m09s? 1m30s?)
+            raise ValueError(
+                f"{_quoted(text)} is not a duration: its {limit} must be under 60 after a "
+                f"larger unit; {_HINT}"
+            )
     return sum(
         (Decimal(parts[name] or 0) * scale for name, scale in (("h", 3600), ("m", 60), ("s", 1))),
         Decimal(0),
