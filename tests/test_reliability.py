@@ -138,7 +138,11 @@ def long_routines(draw: st.DrawFn) -> str:
     times = draw(st.integers(1, 4000))
     sides = draw(st.sampled_from(["", "    sides: [right, left]\n"]))
     head = f"title: Many\nsteps:\n  - title: Reps\n{sides}    do:\n"
-    return head + f"      - repeat: {times}\n        do: [{', '.join(inner)}]\n"
+    body = f"{{repeat: {times}, do: [{', '.join(inner)}]}}"
+    rounds = draw(st.sampled_from([None, 1, 2, 12]))  # rounds of it, counted as rounds
+    if rounds is not None:
+        body = f"{{repeat: {rounds}, do: [{{say: Set.}}, {body}]}}"
+    return head + f"      - {body}\n"
 
 
 @settings(FUZZ, max_examples=max(1, FUZZ.max_examples // 2))  # each plans thousands of items

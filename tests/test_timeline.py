@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from coachtrack import SAMPLE_RATE
-from coachtrack.model import DurationRange, Hold, Routine, Say, Step
+from coachtrack.model import Action, DurationRange, Hold, Repeat, Routine, Say, Step
 from coachtrack.phrases import ENGLISH
 from coachtrack.profiles import BEDSIDE, GYM, PHONE, PROFILES, Profile
 from coachtrack.script import HoldItem, make_script
@@ -215,6 +215,25 @@ def test_gym_counts_down_aloud() -> None:
     tl = plan(stretch("30s"), GYM)
     counts = [e.text for e in tl.events if e.kind == "countdown"]
     assert counts == ["Three", "Two", "One"] * 2
+
+
+def test_repeats_are_counted_aloud_and_rounds_of_them_as_rounds() -> None:
+    def said(*actions: Action) -> list[str]:
+        routine = Routine(id="t", title="T", steps=(Step("S", actions),))
+        return [e.text or "" for e in plan(routine, PHONE).events if e.kind == "speech"][2:-1]
+
+    up = Say(("Up.",))
+    assert said(Repeat(2, (up,))) == ["2 repetitions.", "One", "Up.", "Two", "Up."]
+    # After an inner count, "Two" would be heard as the inner repeat's: an outer one counts
+    # rounds. A repeat of 1 is neither announced nor counted.
+    assert said(Repeat(2, (Say(("Set.",)), Repeat(2, (up,))))) == [
+        "2 rounds.",
+        "Round 1.", "Set.", "2 repetitions.", "One", "Up.", "Two", "Up.",
+        "Round 2.", "Set.", "2 repetitions.", "One", "Up.", "Two", "Up.",
+    ]  # fmt: skip
+    assert said(Repeat(1, (up,)), Repeat(1, (Repeat(2, (up,)),))) == [
+        "Up.", "2 repetitions.", "One", "Up.", "Two", "Up.",
+    ]  # fmt: skip
 
 
 def test_bedside_starts_with_an_instruction_at_once() -> None:

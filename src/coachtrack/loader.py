@@ -1228,10 +1228,13 @@ def _action_bound_ms(action: Action, side: str | None) -> int:
         return action.length.longest_ms + _HOLD_EXTRA_MS
     if isinstance(action, Pause):
         return action.length.longest_ms
-    once = _line_ms(_count_words(action.times)) + sum(
-        _action_bound_ms(inner, side) for inner in action.actions
+    # Counted as repetitions ("Seven") or, holding a repeat, as rounds ("Round 7."); a
+    # repeat of 1 is neither announced nor counted.
+    count = max(_count_words(action.times), _phrase_words("round"))
+    once = _line_ms(count) + sum(_action_bound_ms(inner, side) for inner in action.actions)
+    return (
+        _line_ms(max(_phrase_words("repetitions"), _phrase_words("rounds"))) + action.times * once
     )
-    return _line_ms(_phrase_words("repetitions")) + action.times * once
 
 
 def _with_side(text: str, side: str | None) -> str:

@@ -20,6 +20,8 @@ class Phrasebook:
     first_side: str  # "{side}"
     next_side: str  # "{side}"
     repetitions: str  # "{n}"
+    rounds: str  # "{n}": before a repeat that holds another, whose rounds are counted...
+    round: str  # "{n}": ...so, not with a bare number, which its inner repeat says
     numbers: tuple[str, ...]  # spoken counting words, one, two, ... twenty
     breathe_intensify: tuple[str, ...]  # rotated so they do not drone
     breathe_calm: tuple[str, ...]
@@ -54,6 +56,8 @@ ENGLISH = Phrasebook(
     first_side="Start with the {side} side.",
     next_side="Now the {side} side.",
     repetitions="{n} repetitions.",
+    rounds="{n} rounds.",
+    round="Round {n}.",
     numbers=(
         "One",
         "Two",
@@ -111,6 +115,8 @@ GERMAN = Phrasebook(
     first_side="Wir beginnen {side}.",
     next_side="Jetzt {side}.",
     repetitions="{n} Wiederholungen.",
+    rounds="{n} Durchgänge.",
+    round="Durchgang {n}.",
     numbers=(
         "Eins",
         "Zwei",

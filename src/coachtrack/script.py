@@ -282,10 +282,17 @@ def _actions(
             yield _hold(action, n, side, profile, book)
         elif isinstance(action, Pause):
             yield PauseItem(action.length.pick_ms(profile.range_pick), n, side)
+        elif isinstance(action, Repeat) and action.times == 1:  # nothing to count
+            yield from _actions(action.actions, n, side, profile, book)
         elif isinstance(action, Repeat):
-            yield Line(book.repetitions.format(n=action.times), n, side)
+            # Rounds of repeats are counted as rounds: "Two" after an inner "Three" would
+            # be heard as the inner repeat's count.
+            rounds = any(isinstance(inner, Repeat) for inner in action.actions)
+            yield Line(
+                (book.rounds if rounds else book.repetitions).format(n=action.times), n, side
+            )
             for r in range(1, action.times + 1):
-                yield Line(book.count(r), n, side)
+                yield Line(book.round.format(n=r) if rounds else book.count(r), n, side)
                 yield from _actions(action.actions, n, side, profile, book)
 
 
