@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from coachtrack.durations import parse_duration_ms, parse_range
-from coachtrack.errors import UserError
+from coachtrack.errors import Problem, UserError
 from coachtrack.loader import discover, load_routine, load_routines, rough_length_ms
 from coachtrack.model import DurationRange, Hold, Pause, Repeat, Routine, Say, Step, Where
 
@@ -791,6 +791,14 @@ def test_the_error_message_has_one_line_per_problem(tmp_path: Path) -> None:
         load_routine(path)
     assert str(caught.value).splitlines() == [str(p) for p in caught.value.problems]
     assert len(caught.value.problems) == 3
+    # A value written over several lines is quoted on one.
+    text = "title: T\nsteps:\n  - title: S\n    do:\n      - hold: |\n"
+    text += "          30s\n          then relax\n"
+    assert problems_of(write(tmp_path, text)) == [
+        'r.yaml:5:9: steps[0].do[0].hold: "30s then relax" is not a duration; write e.g. 30s, '
+        "2m, 2m30s, 1:30, 1.5m, 1h or a number of seconds"
+    ]
+    assert str(Problem("a\nb.yaml", "x\r\ny", 1, 2, "k")) == "a b.yaml:1:2: k: x y"
 
 
 # --- Hardening ------------------------------------------------------------------------

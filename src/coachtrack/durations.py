@@ -6,6 +6,7 @@ import math
 import re
 from decimal import ROUND_HALF_UP, Decimal
 
+from coachtrack.errors import cut
 from coachtrack.model import DurationRange
 
 _NUMBER = r"(?:\d+(?:\.\d*)?|\.\d+)"
@@ -99,8 +100,5 @@ def _seconds_or_none(text: str) -> Decimal | None:
 
 
 def _quoted(value: object) -> str:
-    """The value as the user wrote it, in double quotes, cut short when long."""
-    text = str(value)
-    if len(text) > _MAX_CHARS:
-        text = text[: _MAX_CHARS - 1] + "…"
-    return f'"{text}"'
+    """The value as the user wrote it, in double quotes, on one line, cut short when long."""
+    return f'"{cut(str(value), _MAX_CHARS)}"'

@@ -21,9 +21,9 @@ class Problem:
         where = self.path
         if self.line is not None:
             where += f":{self.line}:{self.col if self.col is not None else 1}"
-        if self.key:
-            return f"{where}: {self.key}: {self.message}"
-        return f"{where}: {self.message}"
+        text = f"{where}: {self.key}: {self.message}" if self.key else f"{where}: {self.message}"
+        # One problem, one line, whatever a value or a file name quoted in it holds.
+        return " ".join(text.splitlines())
 
 
 class UserError(Exception):
