@@ -65,7 +65,34 @@ BAD = {
     "syntax-unclosed": ("title: x\nsteps: [\n", ["r.yaml:3:1: YAML syntax error: expected*"]),
     "syntax-indent": (
         "title: x\n  steps: y\n",
-        ["r.yaml:2:8: YAML syntax error: mapping values are not allowed here"],
+        [
+            "r.yaml:2:8: YAML syntax error: mapping values are not allowed here; a text that "
+            'contains ": " goes in quotes ("..."); if this line is a key, check its indentation'
+        ],
+    ),
+    "syntax-side-in-a-list": (
+        "title: x\nsteps:\n  - title: S\n    sides: [right]\n    do:\n"
+        "      - say: [Release., Hold your {side} foot.]\n",
+        [
+            "r.yaml:6:35: YAML syntax error: expected ',' or ']', but got '{' (while parsing a "
+            "flow sequence at line 6); put a text that uses {side} inside [...] in quotes"
+        ],
+    ),
+    "syntax-text-starts-with-a-brace": (
+        "title: x\nsteps:\n  - title: S\n    sides: [right]\n    do:\n"
+        "      - say: {side} foot forward.\n",
+        [
+            "r.yaml:6:21: YAML syntax error: expected <block end>, but found '<scalar>' (while "
+            "parsing a block mapping at line 6); put a text that starts with { or [ in quotes"
+        ],
+    ),
+    "syntax-indent-of-an-action": (
+        "title: x\nsteps:\n  - title: S\n    do:\n      - say: x\n     hold: 3s\n",
+        [
+            "r.yaml:6:6: YAML syntax error: expected <block end>, but found '<block mapping "
+            "start>' (while parsing a block mapping at line 3); check the indentation: a list's "
+            "items, and an action's keys, line up"
+        ],
     ),
     "tabs": (
         "title: x\nsteps:\n\t- title: y\n",

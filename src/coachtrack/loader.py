@@ -538,9 +538,31 @@ def _yaml_message(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
         if error.context_mark is not None:
             message += f" at line {ctx.locate(error.context_mark)[0]}"
         message += ")"
-    if "'\\t'" in message:
-        message += "; indent with spaces, not tabs"
-    return message
+    hint = next((hint for found, hint in _SYNTAX_HINTS if found in message), None)
+    return f"{message}; {hint}" if hint else message
+
+
+# What most often breaks a routine's YAML, by the words PyYAML finds it with (first match).
+_SYNTAX_HINTS = (
+    ("'\\t'", "indent with spaces, not tabs"),
+    (
+        "mapping values are not allowed",
+        'a text that contains ": " goes in quotes ("..."); if this line is a key, check its '
+        "indentation",
+    ),
+    (
+        "got '{' (while parsing a flow sequence",
+        "put a text that uses {side} inside [...] in quotes",
+    ),
+    (
+        "found '<scalar>' (while parsing a block mapping",
+        "put a text that starts with { or [ in quotes",
+    ),
+    (
+        "expected <block end>",
+        "check the indentation: a list's items, and an action's keys, line up",
+    ),
+)
 
 
 # --- Validation -------------------------------------------------------------------------
