@@ -1139,6 +1139,16 @@ def test_values_as_written(tmp_path: Path) -> None:
     )
 
 
+def test_texts_that_are_not_spoken_keep_their_braces(tmp_path: Path) -> None:
+    # The source and the level go into tags and pages only: {side} is never filled in there.
+    text = top('source: "Smith et al. {2019}, {side}"\nlevel: "{easy"')
+    routine = load_routine(write(tmp_path, text))
+    assert (routine.source, routine.level) == ("Smith et al. {2019}, {side}", "{easy")
+    assert problems_of(write(tmp_path, top('safety: "Mind {2019}"'))) == [
+        "r.yaml:2:1: safety: unknown placeholder '{2019}'; the only one is {side}"
+    ]
+
+
 def test_texts_accept_a_single_text_or_a_list(tmp_path: Path) -> None:
     text = top("equipment: strap\nintro: Hello.\noutro: [Bye., See you.]\nbody_part: leg")
     routine = load_routine(write(tmp_path, text))

@@ -753,6 +753,8 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
         message = f"the text is {len(text)} characters long; a spoken text has at most "
         ctx.add(spot.mark, spot.key, message + f"{MAX_TEXT_CHARS}: split it into several")
         return None
+    if not scope.spoken:  # a tag's text (source, level...): braces are only braces
+        return text
     for match in _PLACEHOLDER.finditer(text):
         problem = _placeholder_problem(match.group(0), scope)
         if problem:
@@ -760,8 +762,7 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
     if "{" in (rest := _PLACEHOLDER.sub("", text)) or "}" in rest:
         brace = "{" if "{" in rest else "}"
         ctx.add(spot.mark, spot.key, f"an unmatched '{brace}'; the only placeholder is {{side}}")
-    if scope.spoken:
-        ctx.places.append(Place(text, ctx.where(spot.mark), spot.key))
+    ctx.places.append(Place(text, ctx.where(spot.mark), spot.key))
     return text
 
 
