@@ -440,7 +440,7 @@ BAD = {
     ),
     "language-case": (
         top("language: EN"),
-        ["r.yaml:2:1: language: unknown language 'EN' (known: de, en)"],
+        ["r.yaml:2:1: language: unknown language 'EN' (known: de, en); did you mean 'en'?"],
     ),
     # Breathe
     "breathe-unknown": (
@@ -1137,6 +1137,16 @@ def test_values_as_written(tmp_path: Path) -> None:
         Hold(_fixed(10_000), breathe="calm", remind=("a", "b"), countdown=False),
         Repeat(3, (Repeat(2, (Say(("x",)),)),)),
     )
+
+
+@pytest.mark.parametrize(("written", "meant"), [("EN", "en"), ("en-US", "en"), ("de_AT", "de")])
+def test_a_known_language_written_as_a_locale_gets_a_suggestion(
+    tmp_path: Path, written: str, meant: str
+) -> None:
+    assert problems_of(write(tmp_path, top(f"language: {written}"))) == [
+        f"r.yaml:2:1: language: unknown language '{written}' (known: de, en); "
+        f"did you mean '{meant}'?"
+    ]
 
 
 def test_texts_that_are_not_spoken_keep_their_braces(tmp_path: Path) -> None:

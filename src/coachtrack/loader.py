@@ -992,7 +992,11 @@ def _language(entries: dict[str, _Entry], ctx: _Context) -> str:
     if written is None or written in ctx.known_languages:
         return written or "en"
     known = ", ".join(sorted(ctx.known_languages))
-    ctx.add(entry.mark, entry.key, f"unknown language '{_cut(written)}' (known: {known})")
+    message = f"unknown language '{_cut(written)}' (known: {known})"
+    # `EN`, `en-US`, `de_AT`: the language is known, written as a locale or in capitals
+    if (base := re.split(r"[-_]", written, maxsplit=1)[0].lower()) in ctx.known_languages:
+        message += f"; did you mean '{base}'?"
+    ctx.add(entry.mark, entry.key, message)
     return written
 
 
