@@ -485,6 +485,13 @@ BAD = {
         actions("- repeat: 2.5\n  do: [{say: x}]"),
         ["r.yaml:5:9: steps[0].do[0].repeat: must be a whole number of at least 1, got 2.5"],
     ),
+    "repeat-hexadecimal": (
+        actions("- repeat: 0x10\n  do: [{say: x}]"),
+        [
+            "r.yaml:5:9: steps[0].do[0].repeat: write the number in plain digits (such as 12), "
+            "not 0x10"
+        ],
+    ),
     "repeat-word": (
         actions("- repeat: ten\n  do: [{say: x}]"),
         ["r.yaml:5:9: steps[0].do[0].repeat: expected a whole number, got text"],

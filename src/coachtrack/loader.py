@@ -866,7 +866,10 @@ def _whole_number(spot: _Spot, ctx: _Context) -> int | None:
         return None
     number = _whole_or_none(written)
     if number is None or number < 1:
-        ctx.add(spot.mark, spot.key, f"must be a whole number of at least 1, got {_cut(written)}")
+        message = f"must be a whole number of at least 1, got {_cut(written)}"
+        if number is None and node.tag == _INT:  # YAML's other ways: 0x10, 0o17, 1_000
+            message = f"write the number in plain digits (such as 12), not {_cut(written)}"
+        ctx.add(spot.mark, spot.key, message)
         return None
     return number
 
