@@ -272,6 +272,17 @@ def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
         (["build", "short.yaml", "--out", "out", "--format", "ogg"], "unknown format 'ogg'"),
         (["check", "missing.yaml"], "missing.yaml: no such file or folder"),
         (["build", "empty-folder", "--out", "out"], "empty-folder: no routine files"),
+        (["plan", "two"], "\ntwo: holds 2 routines; name one file\n"),
+        (
+            ["build", "short.yaml", "--out", "out", "--music", "empty-folder"],
+            "\nempty-folder: --music: is a folder; name a music file\n",
+        ),
+        (
+            ["build", "short.yaml", "--out", "out", "--music", "/dev/null"],
+            "\n/dev/null: --music: is not a regular file; name a music file\n",
+        ),
+        (["mix", "short.yaml", "--out", "out/.mp3"], "\nout/.mp3: --out: needs a name before its"),
+        (["plan", "short.yaml", "-p", "nightly"], "\ncoachtrack: --profile: unknown profile"),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
@@ -280,9 +291,13 @@ def test_usage_errors_exit_2_without_traceback(
 ) -> None:
     (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
     (tmp_path / "empty-folder").mkdir()
+    (tmp_path / "two").mkdir()
+    for name in ("a", "b"):
+        routine = SHORT.read_text(encoding="utf-8").replace("id: ", f"id: {name}")
+        (tmp_path / "two" / f"{name}.yaml").write_text(routine, encoding="utf-8")
     result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
-    assert message in result.stderr
+    assert message in "\n" + result.stderr  # "\n...": the message starts its line
     assert "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "c").exists()
@@ -317,8 +332,8 @@ def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> 
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "coachtrack: --format: unknown format 'ogg'; choose mp3, m4a or wav",
-        "coachtrack: unknown profile 'nightly'; choose one of: phone, bedside, gym",
-        "coachtrack: unknown profile 'daily'; choose one of: phone, bedside, gym",
+        "coachtrack: --profile: unknown profile 'nightly'; choose one of: phone, bedside, gym",
+        "coachtrack: --profile: unknown profile 'daily'; choose one of: phone, bedside, gym",
         "bad.yaml:3:5: steps[0]: missing required key 'do'",
     ]
     assert not (tmp_path / "out").exists()

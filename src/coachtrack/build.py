@@ -273,7 +273,10 @@ def session_track(routines: Sequence[Routine], profile: Profile, path: Path) -> 
     problems: list[Problem] = []
     fmt = next((f for f in FORMATS if path.suffix.lower() == f".{f}"), None)
     if fmt is None:
-        problems.append(Problem(str(path), "must end in .mp3, .m4a or .wav", key="--out"))
+        # `.mp3` alone is a hidden file's name, with no suffix: it wants a name before it
+        bare = path.name.lower() in {f".{f}" for f in FORMATS}
+        message = "needs a name before its suffix" if bare else "must end in .mp3, .m4a or .wav"
+        problems.append(Problem(str(path), message, key="--out"))
     try:
         _language(routines)
     except UserError as error:

@@ -127,7 +127,7 @@ def _about_the_default(problem: Problem) -> Problem:
 def _one_routine(path: Path) -> Routine:
     routines = load_routines([path])
     if len(routines) != 1:
-        raise UserError(f"{path}: holds {len(routines)} routines; name one file")
+        raise UserError([Problem(str(path), f"holds {len(routines)} routines; name one file")])
     return routines[0]
 
 

@@ -28,8 +28,12 @@ def _refuse(path: Path, message: str) -> UserError:
 
 def check_music_file(path: Path) -> None:
     """A UserError unless `path` is a music file of a size we read (its sound is not looked at)."""
-    if not path.is_file():
+    if path.is_dir():
+        raise _refuse(path, "is a folder; name a music file")
+    if not path.exists():
         raise _refuse(path, "no such music file")
+    if not path.is_file():
+        raise _refuse(path, "is not a regular file; name a music file")
     if path.stat().st_size > MAX_MUSIC_BYTES:
         raise _refuse(path, f"music file over {MAX_MUSIC_BYTES // 2**20} MB")
 

@@ -144,4 +144,4 @@ def get_profile(name: str) -> Profile:
         return PROFILES[name]
     except KeyError:
         choices = ", ".join(PROFILES)
-        raise UserError(f"unknown profile {name!r}; choose one of: {choices}") from None
+        raise UserError(f"--profile: unknown profile {name!r}; choose one of: {choices}") from None
