@@ -437,7 +437,12 @@ def render(
         # The raw sounds are let go of as they are analysed: a long track's speech is
         # held about once at a time (raw, then analysed, then finished), not three times.
         loss = export.LEVEL_LOSS_DB[track.fmt]
-        mastered, result = mastering.master(mix, encoder_loss_db=loss, release=True)
+        checked = export.checks_true_peaks(
+            track.fmt, timeline.sample_rate, track.profile.bitrate_kbps, music=bed is not None
+        )
+        mastered, result = mastering.master(
+            mix, encoder_loss_db=loss, peaks_checked=checked, release=True
+        )
     for note in (quiet_note(track, result.measured_lufs - loss), *unsaid_notes(planned)):
         if note:
             print(note, file=sys.stderr)

@@ -348,6 +348,21 @@ def _wav_title(path: Path) -> str | None:
     return None
 
 
+def checks_true_peaks(
+    fmt: TrackFormat, sample_rate: int, bitrate_kbps: int, *, music: bool
+) -> bool:
+    """Whether a track written so has its decoded true peaks checked, and an island over
+    the ceiling encoded again (see "The true-peak check"): LAME islands, each short
+    enough to keep, which a music bed's whole-track island is not. The others rest on
+    mastering's ENCODER_MARGIN_DB alone."""
+    return (
+        fmt == "mp3"
+        and not music
+        and tools.mp3_encoder() == "lame"
+        and _Mp3Format(sample_rate, bitrate_kbps).islands_apply
+    )
+
+
 def _write_mp3(
     tmp: Path,
     chunks: Iterable[npt.NDArray[np.int16]],

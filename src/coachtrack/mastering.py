@@ -33,7 +33,8 @@ GROUP = 4  # samples per group (0.18 ms): the limiter's and the solver's resolut
 LIMITER_WINDOW_MS = 4
 ENCODER_MARGIN_DB = 2.0  # true-peak ceiling below the target: LAME's noise adds 0.5 to 2 dB
 # (measured on the shipped routines); an MP3 island that decodes over the ceiling anyway
-# is encoded again, quieter (export: "The true-peak check")
+# is encoded again, quieter (export: "The true-peak check"), and there the encoder's level
+# loss comes off the margin (`master`)
 REBAND_ROUNDS = 2  # limit, band-limit again, check: the encoder then has nothing to cut
 STEPS = 8
 TOLERANCE_LU = 0.05
@@ -450,18 +451,27 @@ def _at_knee(solver: _Solver, low: tuple[float, float], high: _Point) -> _Point:
 
 
 def master(
-    mix: Mixer, *, encoder_loss_db: float = 0.0, release: bool = False
+    mix: Mixer,
+    *,
+    encoder_loss_db: float = 0.0,
+    peaks_checked: bool = False,
+    release: bool = False,
 ) -> tuple[Mixer, Mastering]:
     """The same mix with every sound limited and scaled to meet the profile's targets.
 
-    `encoder_loss_db` is how much quieter the encoder makes the file: aimed for
-    above the target, while the ceiling stays put (the loss is extra margin).
+    `encoder_loss_db` is how much quieter the encoder makes the file: aimed for above
+    the target. Where the file's decoded true peaks are checked (`peaks_checked`: the
+    MP3 true-peak check encodes an island over the ceiling again), the ceiling rises
+    with it: otherwise the limiter would hold the voice that much under the ceiling,
+    and a track whose gain stops at the knee (gym) would land that much under its
+    target. Elsewhere the ceiling stays put, and the loss is extra margin.
     With `release`, each of the mix's sounds is let go of once analysed (see
     `Mixer.release`): a long track then holds about one copy of its sounds at a time.
     """
     profile = mix.profile
     target = profile.loudness_lufs + encoder_loss_db
-    ceiling = loudness.db_to_gain(profile.true_peak_dbtp - ENCODER_MARGIN_DB)
+    margin_db = ENCODER_MARGIN_DB - (encoder_loss_db if peaks_checked else 0.0)
+    ceiling = loudness.db_to_gain(profile.true_peak_dbtp - margin_db)
     solver = _Solver(mix, ceiling, target, release=release)
     raw, curves = solver.loudness_at(0.0)
     hi_db, hi_l = 0.0, raw
