@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -161,6 +162,29 @@ def test_music_bed_is_audible_in_holds_and_ducked_under_speech(tmp_path: Path, c
     assert bed == pytest.approx(GYM.loudness_lufs + GYM.music_level_db, abs=1.0)
     lufs, peak = ebur128(out / "gym" / "short.mp3")
     assert abs(lufs - -14) <= 1 and peak <= -1.0
+
+
+def test_a_track_a_peaky_song_keeps_quiet_says_how_loud_it_is(tmp_path: Path, cache: Path) -> None:
+    # Clicks far over the song's loudness: where they meet the ceiling the mixer limits
+    # voice and bed together, which the loudness solver does not foresee. The track lands
+    # well under -14 LUFS, and the build's note says what it measures (it said nothing).
+    import soundfile
+
+    t = np.arange(7 * 44100) / 44100
+    song = 0.01 * np.sin(2 * np.pi * 110 * t)
+    click = 0.9 * np.sin(2 * np.pi * 2000 * t[:220]) * np.hanning(220)
+    for start in range(0, len(song) - 220, 44100 // 4):
+        song[start : start + 220] += click
+    soundfile.write(tmp_path / "clicks.wav", song.astype(np.float32), 44100)
+    out = tmp_path / "out"
+    result = run_cli("build", str(SHORT), "-p", "gym", "--music", str(tmp_path / "clicks.wav"),
+                     "--out", str(out), cache=cache)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    lufs, _ = ebur128(out / "gym" / "short.mp3")
+    assert lufs < -15
+    said = re.search(r"short\.mp3 reaches (-[\d.]+) LUFS, under the gym profile's -14: its "
+                     r"sounds' and the music's peaks", result.stderr)  # fmt: skip
+    assert said and abs(float(said[1]) - lufs) <= 0.15, result.stderr
 
 
 def test_music_is_refused_for_bedside(tmp_path: Path, cache: Path) -> None:
