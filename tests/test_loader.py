@@ -411,6 +411,13 @@ BAD = {
         actions("- hold: 30m\n" * 8),
         ["r.yaml:2:1: steps: the routine would last about 4h 0m 1s, over the 4 hour limit"],
     ),
+    "track-huge-repeat": (  # whole numbers: not 11111111111111110924697h 36m
+        actions("- repeat: 100000000000000000000\n  do: [{hold: 1s}]"),
+        [
+            "r.yaml:2:1: steps: the routine would last about 27777777777777777h 47m, over the "
+            "4 hour limit"
+        ],
+    ),
     "track-sides-over-4h": (
         step("sides: [a, b, c, d, e, f, g, h, i]") + "      - hold: 30m\n" * 8,
         ["r.yaml:2:1: steps: the routine would last about 36h 0m, over the 4 hour limit"],

@@ -1206,9 +1206,9 @@ def _check_length(routine: Routine, steps: _Entry | None, ctx: _Context) -> None
 
 def _hours(length_ms: int) -> str:
     """A length over the limit as `4h 12m`; as `4h 0m 12s` where minutes would hide that."""
-    minutes = round(length_ms / 60_000)
+    minutes = (length_ms + 30_000) // 60_000  # in whole numbers: a huge repeat stays exact
     if minutes * 60_000 <= MAX_TRACK_MS:
-        hours, seconds = divmod(math.ceil(length_ms / 1000), 3600)
+        hours, seconds = divmod(-(-length_ms // 1000), 3600)
         return f"{hours}h {seconds // 60}m {seconds % 60}s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours}h {minutes}m"
