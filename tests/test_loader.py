@@ -131,28 +131,28 @@ BAD = {
     ),
     "tag-python-value": (
         'title: !!python/object/apply:os.system ["echo hi"]\n' + ONE_STEP,
-        ["r.yaml:1:8: the YAML tag '!!python/object/apply:os.system' is not allowed"],
+        ["r.yaml:1:8: title: the YAML tag '!!python/object/apply:os.system' is not allowed"],
     ),
     "tag-python-name": (
         "title: !!python/name:os.system\n" + ONE_STEP,
-        ["r.yaml:1:8: the YAML tag '!!python/name:os.system' is not allowed"],
+        ["r.yaml:1:8: title: the YAML tag '!!python/name:os.system' is not allowed"],
     ),
     "tag-local": (
         "title: !foo x\n" + ONE_STEP,
-        ["r.yaml:1:8: the YAML tag '!foo' is not allowed"],
+        ["r.yaml:1:8: title: the YAML tag '!foo' is not allowed"],
     ),
     "tag-binary": (
         "title: !!binary aGk=\n" + ONE_STEP,
-        ["r.yaml:1:8: the YAML tag '!!binary' is not allowed"],
+        ["r.yaml:1:8: title: the YAML tag '!!binary' is not allowed"],
     ),
     "tag-set": (
         "title: T\nsteps: !!set {a: null}\n",
-        ["r.yaml:2:8: the YAML tag '!!set' is not allowed"],
+        ["r.yaml:2:8: steps: the YAML tag '!!set' is not allowed"],
     ),
     "tag-with-other-problems": (
         "title: !local A\nid: Foo\nsteps: []\n",
         [
-            "r.yaml:1:8: the YAML tag '!local' is not allowed",
+            "r.yaml:1:8: title: the YAML tag '!local' is not allowed",
             "r.yaml:2:1: id: 'Foo' is not a valid id: use only a-z, 0-9 and '-'",
             "r.yaml:3:1: steps: the list is empty: a routine needs at least one step",
         ],
@@ -160,7 +160,7 @@ BAD = {
     "tag-on-an-action": (
         actions("- !foo {hold: 2m..1m}\n- say: !!str 5"),
         [
-            "r.yaml:5:9: the YAML tag '!foo' is not allowed",
+            "r.yaml:5:9: steps[0].do[0]: the YAML tag '!foo' is not allowed",
             'r.yaml:5:15: steps[0].do[0].hold: "2m..1m" must go from shorter to longer',
         ],
     ),

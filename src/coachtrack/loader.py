@@ -334,8 +334,8 @@ class _Loader(
                 raise _refused("an alias refers to the node that contains it", mark)
             self._count(size, mark)
             return node
-        refused = self._check_tag(event, mark)
         key = self._key_path(index)
+        refused = self._check_tag(event, mark, key)
         self.depth += 1
         if self.depth > MAX_DEPTH:
             raise _refused(f"the file is nested more than {MAX_DEPTH} levels deep", mark)
@@ -389,13 +389,13 @@ class _Loader(
             message = f"the file has more than {MAX_NODES:,} values (counting aliases expanded)"
             raise _refused(message, mark)
 
-    def _check_tag(self, event: yaml.Event, mark: yaml.Mark) -> bool:
+    def _check_tag(self, event: yaml.Event, mark: yaml.Mark, key: str) -> bool:
         """Record a problem for an explicit tag other than YAML's standard ones; True if so."""
         tag = getattr(event, "tag", None)
         if not isinstance(tag, str) or tag in _ALLOWED_TAGS:
             return False
         shown = "!!" + tag.removeprefix(_TAG) if tag.startswith(_TAG) else tag
-        self.ctx.add(mark, "", f"the YAML tag '{_cut(shown)}' is not allowed")
+        self.ctx.add(mark, key, f"the YAML tag '{_cut(shown)}' is not allowed")
         return True
 
 
