@@ -753,7 +753,7 @@ def _text(spot: _Spot, ctx: _Context, scope: _Scope) -> str | None:
         message = f"the text is {len(text)} characters long; a spoken text has at most "
         ctx.add(spot.mark, spot.key, message + f"{MAX_TEXT_CHARS}: split it into several")
         return None
-    if not scope.spoken:  # a tag's text (source, level...): braces are only braces
+    if not scope.spoken:  # for tags and pages only (source, level): braces are only braces
         return text
     for match in _PLACEHOLDER.finditer(text):
         problem = _placeholder_problem(match.group(0), scope)
