@@ -283,6 +283,10 @@ def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
         ),
         (["mix", "short.yaml", "--out", "out/.mp3"], "\nout/.mp3: --out: needs a name before its"),
         (["plan", "short.yaml", "-p", "nightly"], "\ncoachtrack: --profile: unknown profile"),
+        (
+            ["mix", "short.yaml", "--out", "out/gym/s.mp3", "-p", "gym", "--music", "blip.wav"],
+            "\nblip.wav: --music: the music file holds no sound (or less than a second of it)\n",
+        ),
     ],
     ids=lambda value: " ".join(value) if isinstance(value, list) else "",
 )
@@ -292,6 +296,7 @@ def test_usage_errors_exit_2_without_traceback(
     (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
     (tmp_path / "empty-folder").mkdir()
     (tmp_path / "two").mkdir()
+    sf.write(tmp_path / "blip.wav", np.full(6615, 0.1, np.float32), 22050)  # 0.3 s of sound
     for name in ("a", "b"):
         routine = SHORT.read_text(encoding="utf-8").replace("id: ", f"id: {name}")
         (tmp_path / "two" / f"{name}.yaml").write_text(routine, encoding="utf-8")

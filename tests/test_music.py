@@ -120,8 +120,10 @@ def test_the_quick_check_refuses_what_the_whole_decode_would(tmp_path: Path) -> 
         music.probe_music(no_samples, RATE)
     with pytest.raises(UserError, match="no such music file"):
         music.probe_music(tmp_path / "missing.mp3", RATE)
-    # Half a second decodes: whether it is enough is `load_music`'s to say, knowing the track.
-    music.probe_music(float_wav(tmp_path / "m.wav", tone(0.5, 44100)), RATE)
+    # Under a second is too short for any track; a second is enough for the check.
+    with pytest.raises(UserError, match="holds no sound"):
+        music.probe_music(float_wav(tmp_path / "m.wav", tone(0.99, 44100)), RATE)
+    music.probe_music(float_wav(tmp_path / "m.wav", tone(1.0, 44100)), RATE)
 
 
 # --- memory that follows the track, not the file ---

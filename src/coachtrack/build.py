@@ -523,11 +523,17 @@ def quiet_note(track: Track, lufs: float, *, music: bool = False) -> str | None:
     target = track.profile.loudness_lufs
     if lufs >= target - QUIET_LU or lufs == -math.inf:  # on target, or silent
         return None
-    whose = "its sounds' and the music's" if music else "its sounds'"
+    whose = "its voice's and the music's" if music else "its sounds'"
+    # Under music, the bed itself plays under the target where nobody speaks.
+    bed = (
+        f", and the bed plays {-track.profile.music_level_db:g} LU under the target"
+        if music
+        else ""
+    )
     return (
         f"coachtrack: note: {track.path} reaches {lufs:.1f} LUFS, under the {track.profile.name} "
         f"profile's {target:g}: {whose} peaks leave no more room under the "
-        f"{track.profile.true_peak_dbtp:g} dBTP ceiling"
+        f"{track.profile.true_peak_dbtp:g} dBTP ceiling{bed}"
     )
 
 

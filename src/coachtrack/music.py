@@ -169,7 +169,9 @@ def probe_music(path: Path, rate: int) -> None:
     status, errors = _decode(_decoder(path, rate, _PROBE_SECONDS), raw.extend)
     if status != 0:
         raise _undecodable(path, errors)
-    if len(raw) < 4:  # no samples at all: `load_music` would refuse it as holding no sound
+    # Under a second of it in all: `load_music` would refuse it, as every track is longer
+    # (refused only then, it left the output folder made and the speech spoken for nothing).
+    if len(raw) // 4 < MIN_MUSIC_SECONDS * rate:
         raise _refuse(path, _NO_SOUND)
 
 
