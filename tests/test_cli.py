@@ -380,7 +380,11 @@ def test_music_that_does_not_decode_is_refused_before_anything_is_spoken(tmp_pat
     (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
     (tmp_path / "text.mp3").write_bytes(b"not music at all\n" * 100)  # a text file, renamed
     (tmp_path / "empty.mp3").write_bytes(b"")
-    for song in ("text.mp3", "empty.mp3"):
+    reasons = {
+        "text.mp3": "cannot decode this music file: ",
+        "empty.mp3": "the music file is empty",
+    }
+    for song, reason in reasons.items():
         runs = (["build", "short.yaml", "-p", "gym", "--out", "out"],
                 ["build", "short.yaml", "-p", "gym", "--format", "ogg", "--out", "out"],
                 ["mix", "short.yaml", "-p", "gym", "--out", "out/s.ogg"])  # fmt: skip
@@ -391,7 +395,7 @@ def test_music_that_does_not_decode_is_refused_before_anything_is_spoken(tmp_pat
             others = 1 if "ogg" in " ".join(args) else 0  # said with the music's problem
             assert len(lines) == 1 + others, result.stderr
             assert sum("ogg" in line for line in lines) == others, result.stderr
-            said = f"{song}: --music: cannot decode this music file: "
+            said = f"{song}: --music: {reason}"
             assert sum(line.startswith(said) for line in lines) == 1, result.stderr
             assert not (tmp_path / "out").exists()
             assert not (tmp_path / "c").exists()  # nothing was spoken

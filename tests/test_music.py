@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import io
 import re
+import subprocess
 import tempfile
 import tracemalloc
 from collections.abc import Callable
@@ -111,9 +112,15 @@ def test_the_quick_check_refuses_what_the_whole_decode_would(tmp_path: Path) -> 
     text, empty = tmp_path / "text.mp3", tmp_path / "empty.mp3"
     text.write_bytes(b"not music at all" * 100)
     empty.write_bytes(b"")
-    for path in (text, empty):
-        with pytest.raises(UserError, match=r"cannot decode this music file: .+"):
-            music.probe_music(path, RATE)
+    with pytest.raises(UserError, match=r"cannot decode this music file: .+"):
+        music.probe_music(text, RATE)
+    with pytest.raises(UserError, match=r"empty.mp3: --music: the music file is empty$"):
+        music.probe_music(empty, RATE)
+    video = tmp_path / "video.mp4"  # pictures only: ffmpeg's reason was "add a trailing '?'"
+    subprocess.run(["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=duration=1:size=32x32",
+                    "-c:v", "mpeg4", str(video)], check=True)  # fmt: skip
+    with pytest.raises(UserError, match=r"--music: the file has no sound in it to play"):
+        music.probe_music(video, RATE)
     no_samples = tmp_path / "none.wav"
     sf.write(no_samples, np.zeros(0, np.float32), RATE)  # a header and nothing after it
     with pytest.raises(UserError, match="holds no sound"):

@@ -34,6 +34,8 @@ def check_music_file(path: Path) -> None:
         raise _refuse(path, "no such music file")
     if not path.is_file():
         raise _refuse(path, "is not a regular file; name a music file")
+    if path.stat().st_size == 0:
+        raise _refuse(path, "the music file is empty")
     if path.stat().st_size > MAX_MUSIC_BYTES:
         raise _refuse(path, f"music file over {MAX_MUSIC_BYTES // 2**20} MB")
 
@@ -197,6 +199,8 @@ def _decoder(path: Path, rate: int, seconds: float | None) -> list[str]:
 def _undecodable(path: Path, errors: bytes) -> UserError:
     """The refusal of a file the decoder failed on, with the last of its reasons."""
     detail = errors.decode("utf-8", "replace").strip().splitlines()
+    if any("matches no streams" in line for line in detail):  # ffmpeg's words for `-map 0:a:0`
+        return _refuse(path, "the file has no sound in it to play (no audio stream)")
     return _refuse(path, "cannot decode this music file" + (f": {detail[-1]}" if detail else ""))
 
 
