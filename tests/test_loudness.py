@@ -47,6 +47,17 @@ def test_sounds_may_start_anywhere_and_bin_like_the_whole_track() -> None:
     assert placed == pytest.approx(as_one, abs=1e-3)
 
 
+def test_a_sound_fed_a_stretch_at_a_time_measures_as_in_one_piece() -> None:
+    rng = np.random.default_rng(3)
+    noise = rng.normal(0, 0.1, RATE * 7) * np.repeat(rng.uniform(0, 1, 70), RATE // 10)
+    as_one = loudness.integrated_loudness([(0, noise)], RATE, len(noise))
+    meter = loudness.LoudnessMeter(RATE, len(noise))
+    for start in range(0, len(noise), 12_345):  # stretches that split blocks
+        meter.feed(noise[start : start + 12_345])
+    meter.end()
+    assert meter.integrated() == pytest.approx(as_one, abs=1e-9)
+
+
 def test_silence_is_minus_infinity() -> None:
     assert loudness.integrated_loudness([(0, np.zeros(RATE))], RATE, RATE) == -math.inf
 

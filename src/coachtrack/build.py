@@ -367,7 +367,10 @@ def is_up_to_date(track: Track, stamp: str) -> bool:
     """True when the track and its LRC exist and the LRC carries this fingerprint."""
     if not track.path.is_file():
         return False
-    return _stamp_line(track, stamp, files.digest(track.path)) in _lrc_head(track)
+    # The stamps come first: the head of the file is enough.
+    return (
+        _stamp_line(track, stamp, files.digest(track.path)) in _lrc_text(track, 4096).splitlines()
+    )
 
 
 def _stamp_line(track: Track, stamp: str, track_digest: str) -> str:
@@ -376,13 +379,13 @@ def _stamp_line(track: Track, stamp: str, track_digest: str) -> str:
     return f"[re:coachtrack {__version__} build {stamp} {track.fmt} track {track_digest[:32]}]"
 
 
-def _lrc_head(track: Track) -> list[str]:
-    """The first lines of the track's LRC, where the stamps are; [] when there is none."""
+def _lrc_text(track: Track, chars: int = -1) -> str:
+    """The track's LRC (its first `chars`), "" when there is none."""
     try:
         with _lrc_path(track).open(encoding="utf-8", errors="replace") as stream:
-            return stream.read(4096).splitlines()
+            return stream.read(chars)
     except OSError:
-        return []
+        return ""
 
 
 def _stamps_of_other_formats(track: Track, lrc_body: str) -> list[str]:
@@ -393,10 +396,7 @@ def _stamps_of_other_formats(track: Track, lrc_body: str) -> list[str]:
     stamp there, so that building one does not make the other look out of date. A
     changed transcript drops them: the LRC no longer describes those tracks.
     """
-    try:
-        lines = _lrc_path(track).read_text(encoding="utf-8", errors="replace").splitlines(True)
-    except OSError:
-        return []
+    lines = _lrc_text(track).splitlines(True)
     stamps = list(itertools.takewhile(lambda line: _format_of(line) is not None, lines))
     if "".join(lines[len(stamps) :]) != lrc_body:
         return []
@@ -538,17 +538,14 @@ def quiet_note(track: Track, lufs: float, *, music: bool = False) -> str | None:
 
 
 def _metered(chunks: Iterator[Pcm], meter: loudness.LoudnessMeter) -> Iterator[Pcm]:
-    """The same chunks, each measured by `meter` on its way, 5 s at a time: a minute's
-    piece weighted at once held 50 MB more (the filter starting afresh every 5 s moves
-    the loudness by less than 0.01 LU)."""
-    at, step = 0, 50 * meter.block
+    """The same chunks, fed to `meter` on their way, 5 s at a time (a minute's piece
+    weighted at once held 50 MB more)."""
+    step = 50 * meter.block
     for chunk in chunks:
         for offset in range(0, len(chunk), step):
-            piece = chunk[offset : offset + step]
-            if piece.any():
-                meter.add(at + offset, piece / 32768.0)
-        at += len(chunk)
+            meter.feed(chunk[offset : offset + step] / 32768.0)
         yield chunk
+    meter.end()
 
 
 def _timed(chunks: Iterator[Any], timings: Timings, name: str) -> Iterator[Any]:

@@ -114,6 +114,8 @@ class LoudnessMeter:
         self.block = block_samples(rate)
         self.k = KWeighting.for_rate(rate)
         self.energy = np.zeros(total // self.block + 2)
+        self._fed = 0  # samples `feed` has taken, and the last of them the filter remembers
+        self._memory: npt.NDArray[np.float64] = np.zeros(0)
 
     def weighted_squares(self, audio: npt.NDArray[np.floating]) -> npt.NDArray[np.float64]:
         """Squared K-weighted samples of a sound, with its filter tail (100 ms) after it."""
@@ -123,6 +125,24 @@ class LoudnessMeter:
     def add(self, start: int, audio: npt.NDArray[np.floating]) -> None:
         """Feed a stretch of sound that starts at sample `start`."""
         bin_energy(self.energy, start, self.weighted_squares(audio), self.block)
+
+    def feed(self, audio: npt.NDArray[np.floating]) -> None:
+        """Feed the next stretch of one long sound, from sample 0 on.
+
+        Each stretch is K-weighted with the filter's memory of the sound before it, so a
+        sound fed a stretch at a time measures as if weighted in one piece (to rounding),
+        while the transforms stay small (an hour in one piece took 5 GB). `end()` adds the
+        filter's tail after the last stretch.
+        """
+        piece = np.concatenate([self._memory, np.asarray(audio, dtype=np.float64)])
+        weighted = self.k.apply(piece)[len(self._memory) :]
+        bin_energy(self.energy, self._fed, np.square(weighted), self.block)
+        self._fed += len(audio)
+        self._memory = piece[-(dsp.IMPULSE_SAMPLES - 1) :]
+
+    def end(self) -> None:
+        """The filter's tail (100 ms) after the last stretch `feed` took."""
+        self.feed(np.zeros(self.block))
 
     def integrated(self) -> float:
         """Gated integrated loudness in LUFS (-inf for silence)."""
