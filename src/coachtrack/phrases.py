@@ -20,8 +20,8 @@ class Phrasebook:
     first_side: str  # "{side}"
     next_side: str  # "{side}"
     repetitions: str  # "{n}"
-    rounds: str  # "{n}": before a repeat that holds another, whose rounds are counted...
-    round: str  # "{n}": ...so, not with a bare number, which its inner repeat says
+    rounds: str  # "{n}": before a repeat that holds another repeat
+    round: str  # "{n}": counts its rounds (a bare number would pass for the inner count)
     numbers: tuple[str, ...]  # spoken counting words, one, two, ... twenty
     breathe_intensify: tuple[str, ...]  # rotated so they do not drone
     breathe_calm: tuple[str, ...]
