@@ -271,4 +271,12 @@ def test_cue_sheet_matches_the_contract(name: str) -> None:
             assert set(event) == {"kind", "start_ms", "end_ms", "step", "side", "breathe"}
         if event["kind"] == "chime":
             assert set(event) == {"kind", "start_ms", "end_ms", "sound"}
+        if event["kind"] == "countdown":
+            # Ticks and spoken counts alike name their sound; a spoken one also its word.
+            spoken = name == "gym"
+            keys = {"kind", "start_ms", "end_ms", "sound"} | ({"text"} if spoken else set())
+            assert set(event) == keys
+            assert event["sound"] == ("voice" if spoken else "tick")
+    counts = [e for e in sheet["events"] if e["kind"] == "countdown"]
+    assert len(counts) == (0 if name == "bedside" else 6)  # 3 a side
     assert sheet["chapters"][-1]["end_ms"] == sheet["duration_ms"]

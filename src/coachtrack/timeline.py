@@ -24,6 +24,7 @@ EventKind = Literal["speech", "cue", "hold", "pause", "chime", "countdown", "mus
 CUE_FREE_START_MS = 3_000  # the first seconds of a hold are left quiet
 COUNTDOWN_MS = 3_000  # ticks at 3, 2 and 1 s before the end
 SPOKEN_COUNT_MAX_MS = 900  # a spoken "three" must end before "two" starts
+SPOKEN_COUNT_SOUND = "voice"  # the cue sheet's `sound` of a spoken countdown (ticks say "tick")
 _KIND_ORDER = {"music": 0, "chime": 1, "hold": 2, "pause": 2, "speech": 3, "cue": 3, "countdown": 3}
 
 
@@ -301,6 +302,11 @@ def _event_json(event: Event, start_ms: int, end_ms: int) -> dict[str, Any]:
         out["text"] = event.text
     elif event.kind == "pause":
         out |= {"step": event.step, "side": event.side}
+    elif event.kind == "countdown":
+        # Every countdown names its sound; a spoken one says which word it speaks.
+        out["sound"] = SPOKEN_COUNT_SOUND if event.text is not None else event.sound
+        if event.text is not None:
+            out["text"] = event.text
     elif event.text is not None:
         out["text"] = event.text
     else:
