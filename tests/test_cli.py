@@ -500,6 +500,30 @@ def test_an_unknown_voice_is_a_usage_error_said_once(tmp_path: Path, command: st
     assert not list((tmp_path / "c").rglob("*.pcm"))  # nothing was spoken
 
 
+@pytest.mark.engine
+def test_a_build_refused_after_speaking_leaves_no_folder_it_made(
+    tmp_path: Path, warm: Path
+) -> None:
+    # Music silent throughout passes the quick check (its first second decodes) and is
+    # refused by the whole decode, once the speech is made: the output folders that run
+    # made were left behind, empty. A folder that was there before stays.
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    sf.write(tmp_path / "hush.wav", np.zeros(3 * 22050, np.float32), 22050)
+    (tmp_path / "kept").mkdir()
+    for command in (
+        ["build", "short.yaml", "--out", "out/new", "-p", "gym"],
+        ["build", "short.yaml", "--out", "kept", "-p", "gym", "-p", "phone"],
+        ["mix", "short.yaml", "--out", "out/gym/s.mp3", "-p", "gym"],
+    ):
+        result = run_cli(*command, "--music", "hush.wav", cache=warm, cwd=tmp_path)
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.splitlines() == [
+            "hush.wav: --music: the music file holds no sound (or less than a second of it)"
+        ]
+    assert not (tmp_path / "out").exists()
+    assert list((tmp_path / "kept").iterdir()) == []
+
+
 # --- happy paths and their output formats
 
 

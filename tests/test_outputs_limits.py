@@ -83,6 +83,22 @@ def test_a_killed_writers_temporary_file_of_a_long_name_is_removed(tmp_path: Pat
     assert leftovers(tmp_path) == []
 
 
+def test_a_stopped_build_removes_the_folders_it_made_while_they_are_empty(tmp_path: Path) -> None:
+    (tmp_path / "was").mkdir()
+    made = [tmp_path / "out" / "phone", tmp_path / "out" / "gym", tmp_path / "was" / "gym"]
+    with pytest.raises(KeyboardInterrupt), files.new_folders(made):
+        assert all(folder.is_dir() for folder in made)
+        (tmp_path / "out" / "gym" / "done.mp3").write_bytes(b"a finished track")
+        raise KeyboardInterrupt
+    # What holds a finished track stays, with its parents; "was" was there before.
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [
+        "out", "out/gym", "out/gym/done.mp3", "was"
+    ]  # fmt: skip
+    with files.new_folders(made):  # a build that ends well keeps every folder
+        pass
+    assert all(folder.is_dir() for folder in made)
+
+
 def test_a_name_too_long_for_the_file_system_is_refused_naming_it(tmp_path: Path) -> None:
     lrc = tmp_path / ("a" * (NAME_MAX - 3) + ".lrc")
     with pytest.raises(BuildError) as caught:

@@ -620,9 +620,6 @@ def build_all(
     if progress:
         progress("speaking", 0, len(todo))
     planned = studio.plan_all(todo, keep_speech=len(todo) == 1)  # a library's would not fit
-    music = _music(options, planned)
-    for track in todo:
-        track.path.parent.mkdir(parents=True, exist_ok=True)
 
     def work(i: int) -> Timings:
         timings, item = Timings(), planned[i]
@@ -630,19 +627,24 @@ def build_all(
                options.music)  # fmt: skip
         return timings
 
-    try:
-        for done, timings in enumerate(_in_parallel(work, len(planned), options.jobs), start=1):
-            studio.timings.merge(timings.seconds)
-            if progress:
-                progress("rendering", done, len(planned))
-    except BaseException:
-        # Stopped (Ctrl-C, a failed track): the tracks finished so far are kept, so their
-        # folders' playlist and index list them too; other folders are left as they were.
-        # A failure to write those must not hide why the build stopped.
-        with suppress(OSError):
-            for folder in sorted({t.path.parent for t in todo if is_up_to_date(t, stamps[t.path])}):
-                write_folder_files(folder)
-        raise
+    with files.new_folders(sorted({t.path.parent for t in todo})):
+        music = _music(options, planned)
+        try:
+            jobs = _in_parallel(work, len(planned), options.jobs)
+            for done, timings in enumerate(jobs, start=1):
+                studio.timings.merge(timings.seconds)
+                if progress:
+                    progress("rendering", done, len(planned))
+        except BaseException:
+            # Stopped (Ctrl-C, a failed track): the tracks finished so far are kept, so their
+            # folders' playlist and index list them too; other folders are left as they were
+            # (and those this build made, empty, are removed). A failure to write those must
+            # not hide why the build stopped.
+            with suppress(OSError):
+                done_folders = {t.path.parent for t in todo if is_up_to_date(t, stamps[t.path])}
+                for folder in sorted(done_folders):
+                    write_folder_files(folder)
+            raise
     for folder in sorted({t.path.parent for t in todo}):
         write_folder_files(folder)
     studio.timings.report()
@@ -718,8 +720,7 @@ def _music(options: BuildOptions, planned: Sequence[Planned]) -> DecodedMusic | 
     from coachtrack.music import load_music
 
     longest = max(p.timeline.duration for p in planned)
-    folder = planned[0].track.path.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    folder = planned[0].track.path.parent  # made by the caller
     return load_music(options.music, SAMPLE_RATE, longest / SAMPLE_RATE, folder=folder)
 
 
@@ -824,10 +825,10 @@ def mix_session(
     stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
                         options.music)  # fmt: skip
     planned = studio.plan(track, keep_speech=True)
-    music = _music(options, [planned])
-    track.path.parent.mkdir(parents=True, exist_ok=True)
     timings = Timings()
-    render(planned, studio.clips(planned, timings), stamp, music, timings, options.music)
+    with files.new_folders([track.path.parent]):
+        music = _music(options, [planned])
+        render(planned, studio.clips(planned, timings), stamp, music, timings, options.music)
     studio.timings.merge(timings.seconds)
     # `--out FILE` may be anywhere: what is already there stays the user's.
     with files.folder_lock(track.path.parent):

@@ -14,7 +14,7 @@ import glob
 import hashlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +36,24 @@ class WriteError(BuildError, OSError):
 
     Still an OSError, for the callers that carry on past a write that failed.
     """
+
+
+@contextlib.contextmanager
+def new_folders(folders: Iterable[Path]) -> Iterator[None]:
+    """Make `folders` and their missing parents; should the block fail (Ctrl-C, a bad
+    music file, a failed track), remove those made here that are still empty, so that a
+    stopped build leaves no empty folder behind. Folders that held something stay."""
+    made: set[Path] = set()
+    try:
+        for folder in folders:
+            made.update(p for p in (folder, *folder.parents) if not p.exists())
+            folder.mkdir(parents=True, exist_ok=True)
+        yield
+    except BaseException:
+        for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # deepest first
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 @contextlib.contextmanager
