@@ -282,6 +282,9 @@ def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
             "\n/dev/null: --music: is not a regular file; name a music file\n",
         ),
         (["mix", "short.yaml", "--out", "out/.mp3"], "\nout/.mp3: --out: needs a name before its"),
+        # An unset shell variable: it wrote into the current folder.
+        (["build", "short.yaml", "--out="], "\ncoachtrack: --out: is empty; name a path\n"),
+        (["mix", "short.yaml", "--out", ""], "\ncoachtrack: --out: is empty; name a path\n"),
         (["plan", "short.yaml", "-p", "nightly"], "\ncoachtrack: --profile: unknown profile"),
         (
             ["mix", "short.yaml", "--out", "out/gym/s.mp3", "-p", "gym", "--music", "blip.wav"],

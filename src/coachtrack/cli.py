@@ -138,6 +138,14 @@ def _format(fmt: str) -> build.Format:
     raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
 
 
+def _given_path(text: str, option: str) -> Path:
+    """An option's path, refused when empty: `--out ""` (an unset shell variable, say)
+    would otherwise stand for the current folder."""
+    if not text:
+        raise UserError(f"{option}: is empty; name a path")
+    return Path(text)
+
+
 def _out_folder(out: Path, option: str = "--out") -> Path:
     """`out` as a folder we can write in, or an error saying why not: a file in the way is
     a usage error (exit 2, as a folder where a track goes is), a folder that cannot be
@@ -231,7 +239,7 @@ MusicOpt = Annotated[
 def build_cmd(
     paths: PathsArg = None,
     profile: ProfileOpt = None,
-    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("audio_out"),
+    out: Annotated[str, typer.Option(help="Output folder.", metavar="PATH")] = "audio_out",
     fmt: Annotated[str, typer.Option("--format", help="mp3, m4a or wav.")] = "mp3",
     voice: VoiceOpt = None,
     music: MusicOpt = None,
@@ -240,6 +248,7 @@ def build_cmd(
 ) -> None:
     """Render tracks into OUT/PROFILE/. Example: coachtrack build routines/ -p phone -p gym"""
     problems = _Problems()  # the options' and the routines' problems, all at once
+    out_dir = problems.collect(_given_path, out, "--out")
     chosen_format = problems.collect(_format, fmt)
     profiles = problems.collect(_profiles, profile)
     routines = problems.collect(_routines, paths)
@@ -247,9 +256,9 @@ def build_cmd(
     problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, jobs)  # an unknown --voice
     problems.raise_any()
-    options = build.BuildOptions(out_dir=out, fmt=chosen_format, voice=voice, jobs=jobs,
+    options = build.BuildOptions(out_dir=out_dir, fmt=chosen_format, voice=voice, jobs=jobs,
                                  force=force, music=music)  # fmt: skip
-    for folder in (out, *(out / p.name for p in profiles)):
+    for folder in (out_dir, *(out_dir / p.name for p in profiles)):
         _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
     build.check_outputs(tracks, music)
@@ -265,7 +274,9 @@ def mix(
         list[Path],
         typer.Argument(help="Routine files or folders, in the order to play them (repeats play)."),
     ],
-    out: Annotated[Path, typer.Option(help="The session file (.mp3, .m4a or .wav).")],
+    out: Annotated[
+        str, typer.Option(help="The session file (.mp3, .m4a or .wav).", metavar="PATH")
+    ],
     profile: OneProfileOpt = None,
     music: MusicOpt = None,
     voice: VoiceOpt = None,
@@ -274,6 +285,7 @@ def mix(
     coachtrack mix routines/hamstring-warmup.yaml routines/night-cramp-relief.yaml -p gym
     --out audio_out/gym/session.mp3"""
     problems = _Problems()
+    out_file = problems.collect(_given_path, out, "--out")
     chosen = problems.collect(_one_profile, profile)
     # Each path on its own: a session may play a routine twice, or two with the same id.
     loaded = {p: problems.collect(load_routines, [p]) or [] for p in dict.fromkeys(paths)}
@@ -281,12 +293,13 @@ def mix(
     problems.collect(build.check_music, music, [chosen] if chosen else [])
     problems.collect(tools.mp3_encoder)
     studio = problems.collect(_studio, voice, 2)  # an unknown --voice
-    track = problems.collect(build.session_track, routines, chosen, out) if routines else None
+    given = routines and out_file is not None
+    track = problems.collect(build.session_track, routines, chosen, out_file) if given else None
     problems.raise_any()
-    assert track is not None
+    assert track is not None and out_file is not None
     build.check_outputs([track], music)
-    _out_folder(out.parent)
-    options = build.BuildOptions(out_dir=out.parent, fmt=track.fmt, voice=voice, music=music)
+    _out_folder(out_file.parent)
+    options = build.BuildOptions(out_dir=out_file.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:
         typer.echo(str(build.mix_session(studio, track, options, progress)))
 
