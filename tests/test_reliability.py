@@ -411,8 +411,19 @@ def test_a_stopped_build_keeps_the_previous_track_and_removes_temporary_files(
     interrupted = stopped[0]
     seen = interrupted.result  # shown with every failure below
     assert "Traceback" not in seen.stderr, seen
-    assert sha256(interrupted.out / "phone" / "drill.mp3") == interrupted.previous_sha256, seen
     assert temporary_files(interrupted.out) == [], seen
+    track = interrupted.out / "phone" / "drill.mp3"
+    if interrupted.out.name == "sigint-alone" and sha256(track) != interrupted.previous_sha256:
+        # `kill -INT` reached coachtrack alone, and the worker writing this track finished
+        # it in the 2 s it had to stop on its own (seen twice in some 30 runs): the new
+        # track is there whole, as long as its tags say, and longer than the previous one.
+        written = read_track_info(track)
+        assert abs(len(decode(track)) * 1000 / SAMPLE_RATE - written.duration_ms) <= 30, seen
+        before = read_track_info(interrupted.out.parent / "previous" / "phone" / "drill.mp3")
+        assert written.duration_ms > before.duration_ms, seen
+        assert wait_until_gone(str(interrupted.out)) == [], seen
+        return
+    assert sha256(track) == interrupted.previous_sha256, seen
     # SIGINT to coachtrack alone: its workers get 2 s to stop on their own (Ctrl-C may
     # have reached them too), in which the short gym track may be written (whole, renamed
     # into place; without its LRC it is not up to date, and the next build renders it).
