@@ -366,9 +366,17 @@ def test_a_session_s_problems_are_reported_together(tmp_path: Path) -> None:
     result = run_cli(*args, cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert sorted(result.stderr.splitlines()) == [
-        "de.yaml: language: a session speaks one language: 'de' here, 'en' in the others",
+        "de.yaml:2:1: language: a session speaks one language: 'de' here, 'en' in the others",
         "missing.mp3: --music: no such music file",
         "s.ogg: --out: must end in .mp3, .m4a or .wav",
+    ]
+    # The odd one out may speak the default, with no line to point at.
+    result = run_cli("mix", "de.yaml", "a.yaml", "de.yaml", "--out", "s.mp3",
+                     cache=tmp_path / "c", cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.splitlines() == [
+        "a.yaml: language: a session speaks one language: 'en' here, 'de' in the others "
+        "(the default, as no language is given)"
     ]
     # A routine named twice plays twice; its problems are said once.
     (tmp_path / "bad.yaml").write_text(actions("- hold: 99x"), encoding="utf-8")

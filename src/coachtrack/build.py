@@ -254,12 +254,20 @@ def _language(routines: Sequence[Routine]) -> str:
     if len(languages) > 1:
         # The odd ones out are named: measured against the language most of them speak.
         most, _ = languages.most_common(1)[0]
-        raise UserError([
-            Problem(str(r.path), f"a session speaks one language: {r.language!r} here, "
-                                 f"{most!r} in the others", key="language")
-            for r in dict.fromkeys(routines) if r.language != most
-        ])  # fmt: skip
+        raise UserError(
+            [_odd_language(r, most) for r in dict.fromkeys(routines) if r.language != most]
+        )
     return routines[0].language
+
+
+def _odd_language(routine: Routine, most: str) -> Problem:
+    """The problem of a session's routine that speaks another language than the rest."""
+    message = f"a session speaks one language: {routine.language!r} here, {most!r} in the others"
+    at = routine.language_where
+    if at is None:  # not written: the default
+        return Problem(routine.path, message + " (the default, as no language is given)",
+                       key="language")  # fmt: skip
+    return Problem(routine.path, message, at.line, at.col, key="language")
 
 
 def routine_track(routine: Routine, profile: Profile, options: BuildOptions) -> Track:
@@ -320,6 +328,7 @@ def fingerprint(track: Track, voice: str, engine: str, music: Path | None) -> st
         data = dataclasses.asdict(routine)
         data.pop("path", None)
         data.pop("places", None)  # where its texts are written: for messages only
+        data.pop("language_where", None)
         return dict(_without_where(data))
 
     digest = hashlib.sha256()

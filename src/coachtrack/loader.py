@@ -942,6 +942,7 @@ def _routine(root: Node, ctx: _Context, default_id: str) -> tuple[Routine | None
         outro=_optional_texts(entries, "outro", ctx, spoken=True),
         path=ctx.path,
         places=tuple(ctx.places),
+        language_where=ctx.where(entries["language"].mark) if "language" in entries else None,
     )
     _check_length(routine, entries.get("steps"), ctx)
     return routine, id_where

@@ -109,3 +109,4 @@ class Routine:
     outro: tuple[str, ...] = ()
     path: str = ""
     places: tuple[Place, ...] = field(default=(), compare=False)  # of every spoken text
+    language_where: Where | None = field(default=None, compare=False)  # None: not written
