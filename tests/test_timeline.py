@@ -37,6 +37,9 @@ def plan(routine: Routine, profile: Profile, salt: int = 0) -> Timeline:
     return build_timeline(script, fake_lengths(script.texts(), salt), sounds, RATE)
 
 
+BREATHS = {*ENGLISH.breathe_intensify, *ENGLISH.breathe_calm}
+
+
 def holds_of(routine: Routine, profile: Profile) -> list[HoldItem]:
     return [i for i in make_script(routine, profile, ENGLISH).items if isinstance(i, HoldItem)]
 
@@ -70,6 +73,11 @@ def check_invariants(routine: Routine, profile: Profile, tl: Timeline) -> None:
         for cue in cues:
             assert cue.start >= hold.start + ms(3000)
             assert cue.end <= limit
+        # a breathing cue keeps a third of a breath period of quiet from any other cue
+        room = ms(profile.breath_period_ms) // 3
+        for a, b in itertools.pairwise(cues):
+            if a.text in BREATHS or b.text in BREATHS:
+                assert b.start - a.end >= room, (a, b)
     # every cue belongs to a hold
     for cue in (e for e in events if e.kind == "cue"):
         assert any(h.start <= cue.start and cue.end <= h.end for h in holds)
@@ -170,6 +178,23 @@ def test_breathing_cues_rotate_and_follow_the_breath_period() -> None:
     # rotation: consecutive breathing cues never repeat a wording
     assert all(a.text != b.text for a, b in itertools.pairwise(breaths))
     assert {"Halfway.", "30 seconds left."} <= {c.text for c in cues}
+
+
+@pytest.mark.parametrize("profile", [PHONE, BEDSIDE, GYM], ids=lambda p: p.name)
+def test_a_reminder_takes_a_breaths_turn_rather_than_run_into_one(profile: Profile) -> None:
+    # A 40 s bedside hold said a reminder at +15 s and a breathing cue 0.8 s after it, at
+    # +21 s (its slot, +18 s, slid past the reminder): 8 s of talk in a quiet hold.
+    reminder = "If the pressure fades, press a little harder."
+    routine = stretch("30s", breathe="calm", remind=(reminder,))
+    tl = plan(routine, profile)
+    check_invariants(routine, profile, tl)
+    hold = next(e for e in tl.events if e.kind == "hold")
+    cues = [e for e in tl.events if e.kind == "cue" and hold.start <= e.start < hold.end]
+    breaths = [c for c in cues if c.text in BREATHS]
+    assert breaths and breaths[0].start == hold.start + ms(3000)
+    said = next(c for c in cues if c.text == reminder)
+    near = [b for b in breaths if abs(b.start - said.start) < ms(profile.breath_period_ms) // 2]
+    assert near == []  # the breath slot nearest the reminder gave it its turn
 
 
 def test_calm_and_reminder_cues() -> None:

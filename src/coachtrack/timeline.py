@@ -169,8 +169,11 @@ class _CueFitter:
     zone_end: int
     taken: list[tuple[int, int]] = field(default_factory=list)
 
-    def fits(self, start: int, length: int) -> bool:
-        gap = self.placer.samples(self.placer.script.profile.cue_gap_ms)
+    def fits(self, start: int, length: int, gap: int | None = None) -> bool:
+        """Whether `length` samples at `start` lie in the zone, `gap` (by default the
+        profile's `cue_gap_ms`) clear of every cue placed."""
+        if gap is None:
+            gap = self.placer.samples(self.placer.script.profile.cue_gap_ms)
         end = start + length
         if start < self.zone_start or end > self.zone_end:
             return False
@@ -214,13 +217,17 @@ class _CueFitter:
         assert hold.breathe is not None
         wordings = placer.script.cues_for(hold.breathe)
         period = placer.samples(placer.script.profile.breath_period_ms)
+        # A breathing cue keeps a third of a period of quiet from any other cue: one that
+        # came 0.8 s after a reminder made 8 s of talk in a hold. A fixed cue (time,
+        # halfway, reminder) near a breath slot takes its turn instead.
+        room = period // 3
         slot = self.zone_start
         while slot < self.zone_end:
             text = placer.next_cue(wordings, hold.breathe)
             length = placer.clip_samples[text]
             # A breath slot may slide later (not past half a period) to clear a fixed cue.
             for shift in range(0, period // 2, placer.samples(500)):
-                if self.fits(slot + shift, length):
+                if self.fits(slot + shift, length, room):
                     self.put(slot + shift, text)
                     placer.used_cue(hold.breathe)
                     break
