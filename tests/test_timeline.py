@@ -13,7 +13,7 @@ from coachtrack import SAMPLE_RATE
 from coachtrack.model import Action, DurationRange, Hold, Repeat, Routine, Say, Step
 from coachtrack.phrases import ENGLISH
 from coachtrack.profiles import BEDSIDE, GYM, PHONE, PROFILES, Profile
-from coachtrack.script import HoldItem, make_script
+from coachtrack.script import HoldItem, make_script, make_session_script
 from coachtrack.sounds import sound_set
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet
 
@@ -280,6 +280,23 @@ def test_bedside_starts_with_an_instruction_at_once() -> None:
     assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Start with the right side."
     # Other profiles name the step first.
     assert "Get ready." not in said(stretch(), PHONE)[:2]
+
+
+def test_bedside_ends_by_sending_the_listener_back_to_sleep() -> None:
+    # "Well done." was the last thing a listener heard before going back to sleep.
+    def last(profile: Profile) -> str | None:
+        return [e.text for e in plan(stretch(), profile).events if e.kind == "speech"][-1]
+
+    assert last(BEDSIDE) == "That is the end of the routine. Rest well."
+    assert last(PHONE) == last(GYM) == "That is the end of the routine. Well done."
+    sessions = {
+        p.name: make_session_script("s", "S", [stretch(), stretch()], p, ENGLISH).texts()[-1]
+        for p in (PHONE, BEDSIDE)
+    }
+    assert sessions == {
+        "phone": "That is the end of the session. Well done.",
+        "bedside": "That is the end of the session. Rest well.",
+    }
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))

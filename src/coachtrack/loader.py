@@ -1175,7 +1175,7 @@ def longest_track_ms(routine: Routine) -> int:
         total += _line_ms(_phrase_words("equipment") - 1 + items)
     if routine.safety:  # bedside wraps it in a phrase of its own
         total += _line_ms(_phrase_words("safety_note") - 1 + _words(routine.safety))
-    total += _line_ms(_phrase_words("finish"))
+    total += _line_ms(max(_phrase_words("finish"), _phrase_words("finish_rest")))
     for index, step in enumerate(routine.steps):
         for side_index, side in enumerate(step.sides or (None,)):
             if index or side_index:

@@ -30,8 +30,10 @@ class Phrasebook:
     one_minute_left: str
     safety_note: str  # "{safety}", said at the end by bedside
     finish: str
+    finish_rest: str  # bedside's: the last words before sleep, not praise
     session: str  # "{n}", "{title}": announces a routine inside a session
     session_finish: str  # the end of a session of several routines
+    session_finish_rest: str
     source_tag: str  # "{source}": the tags' comment
     safety_tag: str  # "{safety}": the tags' comment
 
@@ -99,8 +101,10 @@ ENGLISH = Phrasebook(
     one_minute_left="One minute left.",
     safety_note="A word of care. {safety}",
     finish="That is the end of the routine. Well done.",
+    finish_rest="That is the end of the routine. Rest well.",
     session="Routine {n}: {title}.",
     session_finish="That is the end of the session. Well done.",
+    session_finish_rest="That is the end of the session. Rest well.",
     source_tag="Source: {source}.",
     safety_tag="Safety: {safety}",
 )
@@ -158,8 +162,10 @@ GERMAN = Phrasebook(
     one_minute_left="Noch eine Minute.",
     safety_note="Noch ein Hinweis. {safety}",
     finish="Das war die Übung. Gut gemacht.",
+    finish_rest="Das war die Übung. Ruh dich gut aus.",
     session="Programm {n}: {title}.",
     session_finish="Das waren alle Programme. Gut gemacht.",
+    session_finish_rest="Das waren alle Programme. Ruh dich gut aus.",
     source_tag="Quelle: {source}.",
     safety_tag="Sicherheit: {safety}",
 )

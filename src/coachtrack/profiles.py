@@ -11,6 +11,7 @@ from coachtrack.model import RangePick
 IntroStyle = Literal["full", "short", "none"]
 ChimeSet = Literal["bell", "soft-bell", "beeps"]
 CountdownStyle = Literal["ticks", "spoken", "none"]
+Farewell = Literal["well-done", "rest-well"]  # the track's last words
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +25,7 @@ class Profile:
     intro: IntroStyle  # title, intro lines and equipment talk at the start
     number_steps: bool  # "Step 2: ..." (bedside goes straight to the title)
     safety_at_end: bool  # bedside says the safety note last, not first
+    farewell: Farewell  # bedside sends the listener back to sleep rather than praise them
     chimes: ChimeSet
     countdown: CountdownStyle  # at the end of holds of 10 s or more
     breath_period_ms: int  # one breathing cue per period inside a hold
@@ -56,6 +58,7 @@ PHONE = Profile(
     intro="full",
     number_steps=True,
     safety_at_end=False,
+    farewell="well-done",
     chimes="bell",
     countdown="ticks",
     breath_period_ms=12_000,
@@ -85,6 +88,7 @@ BEDSIDE = Profile(
     intro="none",
     number_steps=False,
     safety_at_end=True,
+    farewell="rest-well",
     chimes="soft-bell",
     countdown="none",
     breath_period_ms=15_000,
@@ -114,6 +118,7 @@ GYM = Profile(
     intro="short",
     number_steps=True,
     safety_at_end=False,
+    farewell="well-done",
     chimes="beeps",
     countdown="spoken",
     breath_period_ms=10_000,

@@ -193,7 +193,7 @@ def make_session_script(
         # hears (it was 1.3 s of silence in a gym session).
         chime = [ChimeItem("start")] if r > 1 else []
         items.extend([body[mark], *chime, announce, *body[:mark], *body[mark + 1 :]])
-    items.append(Line(book.session_finish if len(routines) > 1 else book.finish))
+    items.append(Line(_finish(book, profile, session=len(routines) > 1)))
     items.append(ChimeItem("end"))
     return Script(
         routine_id=session_id,
@@ -227,7 +227,14 @@ def _closing(
     if routine.safety and profile.safety_at_end:
         yield Line(book.safety_note.format(safety=routine.safety), written=routine.safety)
     if finish:
-        yield Line(book.finish)
+        yield Line(_finish(book, profile))
+
+
+def _finish(book: Phrasebook, profile: Profile, *, session: bool = False) -> str:
+    """The track's last line: the end of the routine (or session), and a farewell."""
+    if profile.farewell == "rest-well":
+        return book.session_finish_rest if session else book.finish_rest
+    return book.session_finish if session else book.finish
 
 
 def _step_items(
