@@ -86,6 +86,24 @@ BAD = {
             "parsing a block mapping at line 6); put a text that starts with { or [ in quotes"
         ],
     ),
+    # In a block list too: it was told to check its indentation.
+    "syntax-block-list-item-starts-with-a-brace": (
+        "title: x\nsteps:\n  - title: S\n    sides: [right]\n    do:\n      - say:\n"
+        "          - Lie down.\n          - {side} foot up.\n",
+        [
+            "r.yaml:8:20: YAML syntax error: expected <block end>, but found '<scalar>' (while "
+            "parsing a block collection at line 7); put a text that starts with { or [ in quotes"
+        ],
+    ),
+    # It was told to quote a text that starts with { or [.
+    "syntax-apostrophe-in-single-quotes": (
+        "title: x\nsteps:\n  - title: S\n    do:\n      - say: 'It's fine.'\n",
+        [
+            "r.yaml:5:18: YAML syntax error: expected <block end>, but found '<scalar>' (while "
+            "parsing a block mapping at line 5); a text that starts with ' ends at the next ': "
+            'put it in "..." instead'
+        ],
+    ),
     "syntax-indent-of-an-action": (
         "title: x\nsteps:\n  - title: S\n    do:\n      - say: x\n     hold: 3s\n",
         [

@@ -538,8 +538,33 @@ def _yaml_message(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
         if error.context_mark is not None:
             message += f" at line {ctx.locate(error.context_mark)[0]}"
         message += ")"
-    hint = next((hint for found, hint in _SYNTAX_HINTS if found in message), None)
+    hint = _value_hint(error, ctx) if "found '<scalar>'" in message else None
+    hint = hint or next((hint for found, hint in _SYNTAX_HINTS if found in message), None)
     return f"{message}; {hint}" if hint else message
+
+
+# The value on a line: after its key ("say: ") or list dash ("- "), either or both.
+_LINE_VALUE = re.compile(r"[ \t]*(?:- +)*(?:[^\s:#'\"{\[][^:#]*: +)?(?:- +)*(.)")
+
+
+def _value_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str | None:
+    """A hint from how the value on the faulty line starts: text found after what YAML read
+    as a whole value (`{side} foot up.`, `'It's fine.`) means it wanted quotes."""
+    mark = error.problem_mark
+    if mark is None:
+        return None
+    line = ctx.locate(mark)[0]
+    start = ctx.line_starts[line - 1]
+    end = ctx.line_starts[line] if line < len(ctx.line_starts) else len(ctx.text)
+    value = _LINE_VALUE.match(ctx.text, start, end)
+    first = value.group(1) if value else ""
+    if first and first in "{[":
+        return "put a text that starts with { or [ in quotes"
+    if first and first in "'\"":
+        other = '"' if first == "'" else "'"
+        return (f"a text that starts with {first} ends at the next {first}: put it in "
+                f"{other}...{other} instead")  # fmt: skip
+    return None
 
 
 # What most often breaks a routine's YAML, by the words PyYAML finds it with (first match).
