@@ -50,7 +50,9 @@ PathsArg = Annotated[
 ]
 ProfileOpt = Annotated[
     list[str] | None,
-    typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}; may be repeated."),
+    typer.Option(
+        "--profile", "-p", help=f"One of {', '.join(PROFILES)}; may be repeated. Default: phone"
+    ),
 ]
 OneProfileOpt = Annotated[
     list[str] | None,
