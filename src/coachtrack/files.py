@@ -67,8 +67,8 @@ def temp_beside(path: Path) -> Iterator[Path]:
             f"{path}: cannot write the file: its name is {size} bytes long, "
             f"over the {name_max} a file name may have"
         )
-    remove_stale_temps(path)
     prefix = _temp_prefix(path, name_max)
+    _remove_stale_temps(path.parent, prefix)
     tmp: Path | None = None
     try:
         # Created inside the `try`: a Ctrl-C right after the file appears still removes it.
@@ -104,10 +104,10 @@ def write_text(path: Path, text: str) -> None:
         raise WriteError(f"{path}: cannot write the file: {error}") from error
 
 
-def remove_stale_temps(path: Path) -> None:
-    """Remove the temporary files of `path` whose writer no longer runs."""
-    prefix = _temp_prefix(path, _name_max(path.parent))
-    for entry in path.parent.glob(glob.escape(prefix) + "*.tmp"):
+def _remove_stale_temps(folder: Path, prefix: str) -> None:
+    """Remove the temporary files in `folder` named from `prefix` whose writer no longer
+    runs."""
+    for entry in folder.glob(glob.escape(prefix) + "*.tmp"):
         pid = entry.name[len(prefix) :].split("-", 1)[0]
         if pid.isdigit() and not _running(int(pid)):
             entry.unlink(missing_ok=True)
