@@ -182,6 +182,28 @@ BAD = {
             'r.yaml:5:15: steps[0].do[0].hold: "2m..1m" must go from shorter to longer',
         ],
     ),
+    # YAML takes a plain text's leading `! ` or `&name` for its own and drops it
+    "text-with-a-lone-anchor": (
+        actions("- say: &a hello there."),
+        [
+            "r.yaml:5:14: steps[0].do[0].say: YAML reads '&a' as an anchor that nothing "
+            "reuses, so the text is only 'hello there.': put the whole text in quotes"
+        ],
+    ),
+    "text-with-a-bare-tag": (
+        actions("- say: ! Careful now."),
+        [
+            "r.yaml:5:14: steps[0].do[0].say: YAML reads '!' as a tag, so the text is only "
+            "'Careful now.': put the whole text in quotes"
+        ],
+    ),
+    "text-with-a-word-comment": (
+        actions("- say: Press point #3.\n- hold: 10s #long\n- say: Press it # a note"),
+        [
+            "r.yaml:5:26: steps[0].do[0].say: YAML reads '#3.' as a comment, so the text is "
+            "only 'Press point': put the whole text in quotes"
+        ],
+    ),
     "recursive-alias": (
         "title: T\nsteps: &s [*s]\n",
         ["r.yaml:2:12: an alias refers to the node that contains it"],
@@ -1219,6 +1241,13 @@ def test_invisible_characters_that_keep_the_order_are_accepted(tmp_path: Path) -
 def test_anchors_and_aliases_may_reuse_actions(tmp_path: Path) -> None:
     routine = load_routine(write(tmp_path, actions("- &h {hold: 30s}\n- say: again\n- *h")))
     assert routine.steps[0].actions == (Hold(_fixed(30_000)), Say(("again",)), Hold(_fixed(30_000)))
+
+
+def test_a_text_anchor_that_an_alias_reuses_is_kept(tmp_path: Path) -> None:
+    text = actions("- say: &r Release slowly.\n- hold: 10s\n- say: *r\n- say: '&b quoted.'")
+    routine = load_routine(write(tmp_path, text))
+    said = [action for action in routine.steps[0].actions if isinstance(action, Say)]
+    assert said == [Say(("Release slowly.",)), Say(("Release slowly.",)), Say(("&b quoted.",))]
 
 
 def test_side_placeholder_is_allowed_with_sides(tmp_path: Path) -> None:

@@ -76,6 +76,10 @@ BREATHE_VALUES: tuple[Breathe, ...] = ("intensify", "calm")
 
 _TAG = "tag:yaml.org,2002:"
 _STR, _INT, _FLOAT, _BOOL, _NULL = (_TAG + name for name in ("str", "int", "float", "bool", "null"))
+# A comment glued to the word after its `#` (`Press point #3.`), on a text's line: a slip.
+_WORD_COMMENT = re.compile(r"[ \t]+(#[^\s\x00][^\n\x00]*)")
+# The key paths of texts (`steps[0].do[2].say[1]`, `intro[0]`, `title`)
+_TEXT_KEY = re.compile(r"(^|\.)(title|source|safety|intro|outro|say|remind|sides)(\[\d+\])?$")
 _ALLOWED_TAGS = frozenset({_STR, _INT, _FLOAT, _BOOL, _NULL, _TAG + "seq", _TAG + "map", "!"})
 _KINDS = {_STR: "text", _INT: "a number", _FLOAT: "a number", _BOOL: "a yes/no value"}
 _TRUE, _FALSE = ("yes", "true", "on"), ("no", "false", "off")
@@ -322,12 +326,15 @@ class _Loader(
         self.nodes = 0
         self.sizes: dict[int, int] = {}  # id(anchored node) -> its size with aliases expanded
         self.keys: list[str] = []  # the key paths of the nodes being composed, outermost first
+        # plain texts with an anchor no alias has used yet: anchor -> (mark, key, text)
+        self.lone_anchors: dict[str, tuple[yaml.Mark, str, ScalarNode]] = {}
 
     def compose_node(self, parent: Node | None, index: int | Node | None) -> Node | None:
         """Compose one node, counting it (aliases expanded) and refusing foreign tags."""
         event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
         mark = _start_of(event)
         if isinstance(event, yaml.AliasEvent):
+            self.lone_anchors.pop(str(event.anchor), None)
             node = super().compose_node(parent, index)  # type: ignore[arg-type]
             size = self.sizes.get(id(node))
             if size is None:
@@ -349,6 +356,7 @@ class _Loader(
             self.sizes[id(node)] = self.nodes - before
         if isinstance(node, ScalarNode):
             refused = self._check_characters(node, key, is_key=index is None) or refused
+            self._note_lost_words(event, node, mark, key)
         if refused and node is not None:
             node.tag = _REFUSED
         return node
@@ -381,6 +389,32 @@ class _Loader(
         if breaks:
             self.ctx.add(breaks[0], key, self.odd_breaks.message(breaks[0]))
         return True
+
+    def _note_lost_words(
+        self, event: yaml.Event, node: ScalarNode, mark: yaml.Mark, key: str
+    ) -> None:
+        """Note a plain text YAML shortened: `! Careful.`, `&a hello`, `Press point #3.`
+
+        YAML reads a leading `! ` as a tag, `&name` as an anchor (kept if an alias reuses
+        it), and ` #` as the start of a comment, and drops them from the text: the author
+        most likely meant them to be said.
+        """
+        if not isinstance(event, yaml.ScalarEvent) or event.style is not None:
+            return  # quoted or block texts keep what their author wrote
+        if event.tag == "!":
+            self.ctx.add(mark, key, _lost_words_message("'!' as a tag", node.value))
+        if event.anchor is not None:
+            self.lone_anchors[str(event.anchor)] = (mark, key, node)
+        comment = _WORD_COMMENT.match(self.buffer, node.end_mark.index)
+        if comment and _TEXT_KEY.search(key):
+            said = f"'{_cut(comment.group(1))}' as a comment"
+            self.ctx.add(comment.start(1), key, _lost_words_message(said, node.value))
+
+    def report_lone_anchors(self) -> None:
+        """Record a problem for each plain text whose anchor no alias used."""
+        for anchor, (mark, key, node) in self.lone_anchors.items():
+            said = f"'&{_cut(anchor)}' as an anchor that nothing reuses"
+            self.ctx.add(mark, key, _lost_words_message(said, node.value))
 
     def _count(self, size: int, mark: yaml.Mark) -> None:
         """Add `size` nodes to the running total, refusing a file that grows too big."""
@@ -465,6 +499,11 @@ def _character_name(character: str) -> str:
     return code
 
 
+def _lost_words_message(said: str, text: str) -> str:
+    """The problem with a text part of which YAML took for markup of its own."""
+    return f"YAML reads {said}, so the text is only '{_cut(text)}': put the whole text in quotes"
+
+
 def _start_of(event: yaml.Event) -> yaml.Mark:
     """Where an event starts; the pure-Python parser always records it."""
     mark = event.start_mark
@@ -500,6 +539,7 @@ def _compose_root(text: str, ctx: _Context, odd_breaks: _OddBreaks) -> Node | No
     try:
         loader = _Loader(text, ctx, odd_breaks)
         root = loader.get_single_node()
+        loader.report_lone_anchors()
     except yaml.reader.ReaderError as error:
         ctx.add(error.position, "", _reader_message(error))
         return None
