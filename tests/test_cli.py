@@ -512,6 +512,22 @@ def test_an_unknown_voice_is_a_usage_error_said_once(tmp_path: Path, command: st
 
 
 @pytest.mark.engine
+def test_a_voice_named_by_its_language_speaks_and_a_foreign_one_is_noted(tmp_path: Path) -> None:
+    # espeak-ng refuses "en-gb" by name (its voice is gmw/en): every line failed.
+    (tmp_path / "short.yaml").write_bytes(SHORT.read_bytes())
+    args = ["short.yaml", "--format", "wav", "--out", "out"]
+    result = run_cli("build", *args, "--voice", "en-gb", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    # A German voice reads an English routine if asked to, and says what it will sound like.
+    result = run_cli("build", *args, "--voice", "gmw/de", cache=tmp_path / "c", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr.splitlines() == [
+        "coachtrack: note: --voice 'gmw/de' speaks de, not en: short will sound foreign in it"
+    ]
+
+
+@pytest.mark.engine
 def test_a_build_refused_after_speaking_leaves_no_folder_it_made(
     tmp_path: Path, warm: Path
 ) -> None:

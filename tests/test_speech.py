@@ -26,9 +26,10 @@ from coachtrack.speech import (
     VoiceInfo,
     clip_to_pcm16,
     default_cache_folder,
-    knows_voice,
+    languages_of,
     pcm16_to_clip,
     plain_text,
+    resolve_voice,
     trim_silence,
 )
 
@@ -540,8 +541,14 @@ def test_a_voice_is_known_by_id_short_id_name_or_language() -> None:
     voices = [
         VoiceInfo("gmw/en", "English (Great Britain)", ("en-gb", "en")),
         VoiceInfo("gmw/de", "German", ("de",)),
+        VoiceInfo("gmw/en-us", "English (America)", ("en-us",)),
     ]
-    for spec in ("gmw/en", "en", "EN-GB", "German", "english (great britain)", "de+f3"):
-        assert knows_voice(voices, spec), spec
+    # espeak-ng takes an id, its last part or a name as they are...
+    for spec in ("gmw/en", "en", "German", "english (great britain)", "de+f3", "en-us"):
+        assert resolve_voice(voices, spec) == spec, spec
+    # ...but refuses a language tag that is none of those: it gets the voice's id
+    assert resolve_voice(voices, "EN-GB") == "gmw/en"
+    assert resolve_voice(voices, "en-gb+f3") == "gmw/en+f3"
     for spec in ("vulcan", "english", "", "+f3", "gmw"):
-        assert not knows_voice(voices, spec), spec
+        assert resolve_voice(voices, spec) is None, spec
+    assert languages_of(voices, "en+f3") == ("en-gb", "en")

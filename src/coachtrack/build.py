@@ -28,13 +28,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from coachtrack import SAMPLE_RATE, __version__, files
-from coachtrack.errors import STOP_SIGNALS, BuildError, Problem, Terminated, UserError
+from coachtrack.errors import STOP_SIGNALS, BuildError, Problem, Terminated, UserError, cut
 from coachtrack.loader import MAX_TRACK_MS
 from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
-from coachtrack.speech import SilentLine, SpeechCache, SpeechEngine, SpeechRequest, knows_voice
+from coachtrack.speech import (
+    SilentLine,
+    SpeechCache,
+    SpeechEngine,
+    SpeechRequest,
+    languages_of,
+    resolve_voice,
+    speaks,
+)
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_ms, with_music
 
 if TYPE_CHECKING:  # the render stack loads only when something is rendered
@@ -123,15 +131,31 @@ class Studio:
 
     def __init__(self, engine: SpeechEngine, cache: SpeechCache, *, voice: str | None = None,
                  jobs: int = 2, timings: Timings | None = None) -> None:  # fmt: skip
-        if voice is not None and not knows_voice(engine.voices(), voice):
+        self.voice = None if voice is None else resolve_voice(engine.voices(), voice)
+        if voice is not None and self.voice is None:
             raise UserError(f"--voice: the speech engine has no voice {voice!r}; "
                             "`coachtrack voices` lists those it has")  # fmt: skip
+        self.asked_voice = voice
         self.engine = engine
         self.cache = cache
-        self.voice = voice
         self.jobs = jobs
         self.timings = timings or Timings()
         self._kept: dict[SpeechRequest, Pcm] = {}  # a lone track's speech, from planning
+
+    def foreign_voice_notes(self, routines: Sequence[Routine]) -> list[str]:
+        """A note for each language of `routines` that the voice asked for does not speak."""
+        if self.asked_voice is None:
+            return []
+        tags = languages_of(self.engine.voices(), self.asked_voice)
+        foreign: dict[str, dict[str, None]] = {}  # language -> the ids of its routines
+        for routine in routines:
+            if not any(speaks(tag, routine.language) for tag in tags):
+                foreign.setdefault(routine.language, {})[routine.id] = None
+        return [
+            f"coachtrack: note: --voice {self.asked_voice!r} speaks {cut(', '.join(tags))}, not "
+            f"{language}: {cut(', '.join(ids), 80)} will sound foreign in it"
+            for language, ids in foreign.items()
+        ]
 
     def voice_for(self, language: str) -> str:
         """The voice a language is spoken in: the one asked for, or its default."""

@@ -97,6 +97,12 @@ class _Problems:
             raise UserError(self.found)
 
 
+def _say_notes(notes: Sequence[str]) -> None:
+    """Print notes to stderr: things worth knowing that do not stop the run."""
+    for note in notes:
+        typer.echo(note, err=True)
+
+
 def _studio(voice: str | None, jobs: int) -> build.Studio:
     from coachtrack.speech import Pyttsx3Engine, SpeechCache, default_cache_folder
 
@@ -264,6 +270,7 @@ def build_cmd(
         _out_folder(folder)
     tracks = [build.routine_track(r, p, options) for p in profiles for r in routines]
     build.check_outputs(tracks, music)
+    _say_notes(studio.foreign_voice_notes(routines))
     with _progress_bar() as progress:
         written = build.build_all(studio, tracks, options, progress)
     for path in written:
@@ -300,6 +307,7 @@ def mix(
     problems.raise_any()
     assert track is not None and out_file is not None
     build.check_outputs([track], music)
+    _say_notes(studio.foreign_voice_notes(routines))
     _out_folder(out_file.parent)
     options = build.BuildOptions(out_dir=out_file.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:
@@ -336,13 +344,13 @@ def voices(
     language: Annotated[str | None, typer.Option(help="Only voices for this language.")] = None,
 ) -> None:
     """List the speech engine's voices. Example: coachtrack voices --language de"""
-    from coachtrack.speech import Pyttsx3Engine
+    from coachtrack.speech import Pyttsx3Engine, speaks
 
     wanted = language.strip().lower().replace("_", "-") if language is not None else None
     shown = [
         v
         for v in Pyttsx3Engine().voices()
-        if not wanted or any(_speaks(lang.lower(), wanted) for lang in v.languages)
+        if not wanted or any(speaks(lang, wanted) for lang in v.languages)
     ]
     if language is not None and not shown:
         raise UserError(f"--language: no voice for {language!r}; `coachtrack voices` lists "
@@ -351,11 +359,6 @@ def voices(
     lang_width = max((len(", ".join(v.languages)) for v in shown), default=0)
     for v in shown:
         typer.echo(f"{v.id:<{id_width}}  {', '.join(v.languages):<{lang_width}}  {v.name}")
-
-
-def _speaks(lang: str, wanted: str) -> bool:
-    """Whether a voice's language tag answers a query: `en` takes `en-gb`, `en-us` `en-us-nyc`."""
-    return lang == wanted or lang.startswith(wanted + "-")
 
 
 @app.callback(invoke_without_command=True)

@@ -89,16 +89,49 @@ class VoiceInfo:
     gender: str | None = None
 
 
-def knows_voice(voices: Sequence[VoiceInfo], wanted: str) -> bool:
-    """Whether `wanted` names one of these voices as espeak-ng takes it: its id ("gmw/en"),
-    the id's last part ("en-us"), its name ("German"), or a language it speaks; a variant
-    after "+" ("en+f3") is the engine's to judge."""
+def resolve_voice(voices: Sequence[VoiceInfo], wanted: str) -> str | None:
+    """What to hand the engine for `wanted`, or None if it names none of these voices.
+
+    A voice is named by its id ("gmw/en"), the id's last part ("en-us") or its name
+    ("German"), which espeak-ng takes as they are, or by a language it speaks ("en-gb"),
+    which espeak-ng refuses: that becomes the voice's id. A variant after "+" ("en+f3")
+    is kept, for the engine to judge.
+    """
+    named = _named(voices, wanted)
+    if not named:
+        return None
+    spec, plus, variant = wanted.strip().partition("+")
+    folded = spec.strip().casefold()
+    for v in named:
+        if folded in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold()):
+            return wanted
+    first = next((v for v in named if v.languages[:1] == (folded,)), named[0])
+    return first.id + plus + variant
+
+
+def languages_of(voices: Sequence[VoiceInfo], wanted: str) -> tuple[str, ...]:
+    """The language tags of the voices `wanted` names (see `resolve_voice`), lower-cased."""
+    named = _named(voices, wanted)
+    return tuple(dict.fromkeys(tag.casefold() for v in named for tag in v.languages))
+
+
+def speaks(tag: str, language: str) -> bool:
+    """Whether a voice's language tag answers a language: `en` takes `en-gb`, not `eo`."""
+    tag, language = tag.casefold(), language.casefold()
+    return tag == language or tag.startswith(language + "-")
+
+
+def _named(voices: Sequence[VoiceInfo], wanted: str) -> list[VoiceInfo]:
+    """The voices `wanted` names: by id, the id's last part, name, or a language spoken."""
     spec = wanted.split("+", 1)[0].strip().casefold()
-    return bool(spec) and any(
-        spec in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold())
-        or spec in (tag.casefold() for tag in v.languages)
+    if not spec:
+        return []
+    return [
+        v
         for v in voices
-    )
+        if spec in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold())
+        or spec in (tag.casefold() for tag in v.languages)
+    ]
 
 
 class SpeechEngine(Protocol):
