@@ -451,6 +451,10 @@ BAD = {
         actions("- hold: 30m\n" * 8),
         ["r.yaml:2:1: steps: the routine would last about 4h 0m 1s, over the 4 hour limit"],
     ),
+    "track-ranges-over-4h": (  # a range counts as long as a profile plays it: its middle
+        actions("- hold: 26m..30m\n" * 9),  # not 4h 30m, its top
+        ["r.yaml:2:1: steps: the routine would last about 4h 12m, over the 4 hour limit"],
+    ),
     "track-huge-repeat": (  # whole numbers: not 11111111111111110924697h 36m
         actions("- repeat: 100000000000000000000\n  do: [{hold: 1s}]"),
         [
@@ -1042,8 +1046,8 @@ def test_rough_length_counts_sides_repeats_and_words(tmp_path: Path) -> None:
     text = "title: T\nsteps:\n  - title: S\n    sides: [a, b]\n    do:\n"
     text += "      - repeat: 3\n        do: [{hold: 10s..20s}, {say: one two}]\n"
     routine = load_routine(write(tmp_path, text))
-    # title T, then per side: title S, 3 x (20 s + 2 words)
-    assert rough_length_ms(routine) == 400 + 2 * (400 + 3 * (20_000 + 800))
+    # title T, then per side: title S, 3 x (15 s, the middle that phone plays, + 2 words)
+    assert rough_length_ms(routine) == 400 + 2 * (400 + 3 * (15_000 + 800))
 
 
 def test_just_under_4_hours_is_fine(tmp_path: Path) -> None:

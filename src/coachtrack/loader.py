@@ -150,7 +150,8 @@ def load_routines(
 
 
 def rough_length_ms(routine: Routine) -> int:
-    """The routine's own content at its longest: longest holds, and 0.4 s per spoken word."""
+    """The routine's own content at its longest: holds as long as a profile plays them,
+    and 0.4 s per spoken word."""
     texts = [routine.title, *routine.intro, *routine.outro, *routine.equipment]
     texts += [text for text in (routine.safety,) if text]
     return _words_ms(texts) + sum(_step_ms(step) for step in routine.steps)
@@ -1321,9 +1322,9 @@ def _action_bound_ms(action: Action, side: str | None) -> int:
     if isinstance(action, Say):
         return sum(_line_ms(_words(_with_side(line, side))) for line in action.lines)
     if isinstance(action, Hold):  # its cues are said inside it
-        return action.length.longest_ms + _HOLD_EXTRA_MS
+        return _played_ms(action.length) + _HOLD_EXTRA_MS
     if isinstance(action, Pause):
-        return action.length.longest_ms
+        return _played_ms(action.length)
     # Counted as repetitions ("Seven") or, holding a repeat, as rounds ("Round 7."); a
     # repeat of 1 is neither announced nor counted.
     count = max(_count_words(action.times), _phrase_words("round"))
@@ -1331,6 +1332,12 @@ def _action_bound_ms(action: Action, side: str | None) -> int:
     return (
         _line_ms(max(_phrase_words("repetitions"), _phrase_words("rounds"))) + action.times * once
     )
+
+
+def _played_ms(length: DurationRange) -> int:
+    """The longest a hold or pause plays in any built-in profile: a range's middle, as
+    phone and bedside take it (gym takes its shortest); no profile plays its longest."""
+    return max(length.pick_ms(profile.range_pick) for profile in PROFILES.values())
 
 
 def _with_side(text: str, side: str | None) -> str:
@@ -1354,7 +1361,7 @@ def _action_ms(action: Action) -> int:
     if isinstance(action, Say):
         return _words_ms(action.lines)
     if isinstance(action, Hold):
-        return action.length.longest_ms + _words_ms(action.remind)
+        return _played_ms(action.length) + _words_ms(action.remind)
     if isinstance(action, Pause):
-        return action.length.longest_ms
+        return _played_ms(action.length)
     return action.times * sum(_action_ms(inner) for inner in action.actions)
