@@ -549,6 +549,24 @@ def test_a_voice_is_known_by_id_short_id_name_or_language() -> None:
     # ...but refuses a language tag that is none of those: it gets the voice's id
     assert resolve_voice(voices, "EN-GB") == "gmw/en"
     assert resolve_voice(voices, "en-gb+f3") == "gmw/en+f3"
+    # ...and spaces around a name (pasted, or from a script's variable)
+    assert resolve_voice(voices, " gmw/en\t") == "gmw/en"
+    assert resolve_voice(voices, "German + f3 ") == "German+f3"
     for spec in ("vulcan", "english", "", "+f3", "gmw"):
         assert resolve_voice(voices, spec) is None, spec
     assert languages_of(voices, "en+f3") == ("en-gb", "en")
+
+
+def test_a_fork_server_whose_parent_is_gone_stops_without_a_traceback() -> None:
+    # Ctrl-C just as coachtrack started its fork server, before it could arm the server's
+    # killer: the server, left to greet nobody, printed a BrokenPipeError traceback on the
+    # terminal after the prompt had come back.
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody will read its greeting
+    server = subprocess.run(
+        [sys.executable, "-c", "from coachtrack.speech import _zygote_main; _zygote_main()"],
+        stdin=subprocess.DEVNULL, stdout=write_end, stderr=subprocess.PIPE, timeout=60,
+    )  # fmt: skip
+    os.close(write_end)
+    assert server.returncode == 0
+    assert server.stderr == b""

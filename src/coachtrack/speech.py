@@ -100,11 +100,11 @@ def resolve_voice(voices: Sequence[VoiceInfo], wanted: str) -> str | None:
     named = _named(voices, wanted)
     if not named:
         return None
-    spec, plus, variant = wanted.strip().partition("+")
-    folded = spec.strip().casefold()
+    spec, plus, variant = (part.strip() for part in wanted.partition("+"))
+    folded = spec.casefold()
     for v in named:
         if folded in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold()):
-            return wanted
+            return spec + plus + variant  # without spaces around, which espeak-ng refuses
     first = next((v for v in named if v.languages[:1] == (folded,)), named[0])
     return first.id + plus + variant
 
@@ -610,7 +610,8 @@ class _ForkServer:
             stdout=subprocess.PIPE,
             env=env,
             # Its own process group: Ctrl-C goes to us alone, and close() can
-            # kill the server together with any line still being spoken.
+            # kill the server together with any line still being spoken. (Ctrl-C
+            # before the killer below is armed leaves it to find us gone, and stop.)
             start_new_session=True,
         )
         assert self._process.stdout is not None
@@ -710,7 +711,18 @@ class _Child:
 
 
 def _zygote_main() -> None:
-    """Entry point of the fork server: serve batches read from stdin until it closes."""
+    """Entry point of the fork server: serve batches read from stdin until it closes.
+
+    It stops quietly when its parent is gone (its replies have nowhere to go).
+    """
+    try:
+        _zygote_serve()
+    except BrokenPipeError:
+        os._exit(0)  # not even the flush at exit: it would fail on the same pipe
+
+
+def _zygote_serve() -> None:
+    """Greet the parent on stdout, then serve its batches until stdin closes."""
     replies = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     # Nothing else may write to the reply channel (pyttsx3 prints "Audio saved to ...").
     null = os.open(os.devnull, os.O_WRONLY)
