@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -22,7 +23,7 @@ import numpy.typing as npt
 import pytest
 from mutagen.id3 import ID3, CTOCFlags
 
-from coachtrack import export
+from coachtrack import export, files
 from coachtrack.errors import BuildError
 from coachtrack.export import (
     Chapter,
@@ -365,6 +366,29 @@ def test_interrupted_write_leaves_the_previous_file(
         write_track(track, interrupted(), n_samples=len(pcm), sample_rate=SR, info=INFO, fmt=fmt)
     assert track.read_bytes() == b"the previous build"
     assert leftovers(tmp_path) == []
+
+
+@pytest.mark.parametrize("times", [1, 2])
+def test_ctrl_c_as_the_track_is_swapped_in_waits_for_the_files_that_go_with_it(
+    tmp_path: Path, times: int
+) -> None:
+    # Ctrl-C right after the new track was moved into place left it beside the old LRC.
+    track, lrc = tmp_path / "t.wav", tmp_path / "t.lrc"
+    lrc.write_text("the previous build's")
+    pcm = tone_bursts()
+
+    def publish(written: files.Written) -> None:
+        for _ in range(times):
+            os.kill(os.getpid(), signal.SIGINT)
+        lrc.write_text("this build's")
+
+    with pytest.raises(KeyboardInterrupt):
+        write_track(track, [pcm], n_samples=len(pcm), sample_rate=SR, info=INFO, fmt="wav",
+                    then=publish)  # fmt: skip
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert leftovers(tmp_path) == []
+    # Once, it waits; asked twice, it stops at once, as it always did.
+    assert lrc.read_text() == ("this build's" if times == 1 else "the previous build's")
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "wav"])

@@ -487,11 +487,13 @@ def render(
         if note:
             print(note, file=sys.stderr)
     info = track_info(planned)
+    html = page.session_page(cue_sheet(timeline), title=track.title, audio_file=track.path.name,
+                             profile=track.profile.name)  # fmt: skip
     parts = mixer.islands(timeline, music=bed is not None)
     pcm = mixer.pcm_chunks(mastered, parts, result.ceiling)
     chunks = _timed(pcm if meter is None else _metered(pcm, meter), timings, "mix")
     start = time.perf_counter()
-    written = export.write_track(
+    export.write_track(
         track.path,
         chunks,
         n_samples=timeline.duration,
@@ -500,14 +502,11 @@ def render(
         fmt=track.fmt,
         bitrate_kbps=track.profile.bitrate_kbps,
         true_peak_dbtp=track.profile.true_peak_dbtp,
+        then=lambda written: publish(track, written, html, info, stamp),
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
     if meter is not None and (note := quiet_note(track, meter.integrated() - loss, music=True)):
         print(note, file=sys.stderr)
-    sheet = cue_sheet(timeline)
-    html = page.session_page(sheet, title=track.title, audio_file=track.path.name,
-                             profile=track.profile.name)  # fmt: skip
-    publish(track, written, html, info, stamp)
 
 
 def publish(

@@ -148,13 +148,16 @@ def write_track(
     fmt: TrackFormat = "mp3",
     bitrate_kbps: int = 64,
     true_peak_dbtp: float | None = None,
+    then: Callable[[files.Written], object] | None = None,
 ) -> files.Written:
     """Encode mono int16 chunks (n_samples in all) into a tagged track at `path`, atomically.
 
     With `true_peak_dbtp`, an MP3 made of LAME islands decodes under that ceiling
     (see "The true-peak check" below); other formats are written as they come.
     Returns what was written (its digest, and which file it is), to tell it from
-    what another writer of `path` may put there after.
+    what another writer of `path` may put there after. `then` (writing the files that
+    go with the track) runs right after the track is in place, with Ctrl-C held off
+    until it is done: a new track never stays beside the old track's LRC.
     """
     if n_samples <= 0 or sample_rate <= 0 or bitrate_kbps <= 0:
         raise ValueError(f"bad track parameters: {n_samples=}, {sample_rate=}, {bitrate_kbps=}")
@@ -188,7 +191,10 @@ def write_track(
             raise ValueError(f"unknown track format {fmt!r}")
         _fsync(tmp)
         written = files.Written.of(tmp)
-        os.replace(tmp, path)
+        with files.stops_held():
+            os.replace(tmp, path)
+            if then is not None:
+                then(written)
     return written
 
 

@@ -14,11 +14,14 @@ import glob
 import hashlib
 import os
 import secrets
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from coachtrack.errors import BuildError
+from coachtrack.errors import STOP_SIGNALS, BuildError
 
 # What a folder of tracks holds besides them, written by coachtrack.
 PLAYLIST_NAME = "playlist.m3u8"
@@ -84,6 +87,39 @@ def temp_beside(path: Path) -> Iterator[Path]:
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def stops_held() -> Iterator[None]:
+    """Hold Ctrl-C and the stop signals off while the block runs, then act on the first
+    that came: files swapped in as a set (a track, then its page and LRC) are all swapped.
+
+    A second signal acts at once: the block may be waiting on another build's lock. Only
+    the main thread can set signal handlers; elsewhere nothing is held.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: object) -> None:
+        if held:  # asked twice: stop now, as the handler before would have
+            held.clear()
+            signal.signal(signum, previous[signum])
+            signal.raise_signal(signum)
+        else:
+            held.append(signum)
+
+    for stop in (signal.SIGINT, *STOP_SIGNALS):
+        previous[stop] = signal.signal(stop, hold)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if held:
+            signal.raise_signal(held[0])
 
 
 def write_text(path: Path, text: str) -> None:
