@@ -13,6 +13,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ import soundfile as sf
 import typer
 
 from coachtrack import cli
+from coachtrack.errors import Terminated
 
 from .e2e import decode, ffprobe_chapters, run_cli, samples
 
@@ -805,3 +807,23 @@ def test_ctrl_c_while_the_cli_is_still_being_imported_is_no_traceback(
         entry.main()
     assert stopped.value.code == 130
     assert capsys.readouterr().err == INTERRUPTED + "\n"
+
+
+@pytest.mark.parametrize("first", [signal.SIGHUP, signal.SIGTERM])
+def test_after_a_stop_signal_ctrl_c_no_longer_cuts_the_clean_up_short(first: int) -> None:
+    # SIGHUP reaches a build's workers together with the SIGINT the build then sends them:
+    # that KeyboardInterrupt cut a worker's clean-up short and left a temporary file.
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {one: signal.getsignal(one) for one in stops}
+    try:
+        with pytest.raises(Terminated):
+            cli._Stop()(first, None)
+        try:
+            for one in stops:
+                os.kill(os.getpid(), one)
+            time.sleep(0.01)  # where a KeyboardInterrupt (or "Signal 2 ignored") would land
+        except KeyboardInterrupt:
+            pytest.fail("a later signal interrupted the clean-up of the first")
+    finally:
+        for one, handler in previous.items():
+            signal.signal(one, handler)

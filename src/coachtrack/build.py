@@ -28,7 +28,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from coachtrack import SAMPLE_RATE, __version__, files
-from coachtrack.errors import STOP_SIGNALS, BuildError, Problem, Terminated, UserError, cut
+from coachtrack.errors import (
+    BuildError,
+    Problem,
+    Terminated,
+    UserError,
+    cut,
+    let_further_stops_pass,
+)
 from coachtrack.loader import MAX_TRACK_MS
 from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook
@@ -824,8 +831,7 @@ def _fork_worker(work: Callable[[int], Timings], i: int) -> tuple[int, int]:
         try:
             message = json.dumps(work(i).seconds)
         except KeyboardInterrupt:
-            for one in (signal.SIGINT, *STOP_SIGNALS):  # once is enough
-                signal.signal(one, signal.SIG_IGN)
+            let_further_stops_pass()  # once is enough
             message, code = "interrupted", 130
         except (BuildError, OSError) as error:
             message, code = str(error), 1

@@ -24,6 +24,7 @@ from coachtrack.errors import (
     Problem,
     Terminated,
     UserError,
+    let_further_stops_pass,
 )
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
@@ -383,8 +384,7 @@ class _Stop:
         self.signum: int | None = None
 
     def __call__(self, signum: int, frame: object) -> None:
-        for one in STOP_SIGNALS:
-            signal.signal(one, signal.SIG_IGN)  # the clean-up runs undisturbed
+        let_further_stops_pass()
         self.signum = signum
         raise Terminated
 

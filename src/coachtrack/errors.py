@@ -57,5 +57,21 @@ TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
 
 
+def let_further_stops_pass() -> None:
+    """From now on Ctrl-C and the stop signals do nothing: the clean-up of the first runs
+    undisturbed (a SIGHUP reaches a build's workers together with the SIGINT it then sends
+    them, which cut their clean-up short and left a temporary file).
+
+    A handler that does nothing, not SIG_IGN: a signal already on its way when SIG_IGN is set
+    raises "OSError: Signal 2 ignored due to race condition" where it lands.
+    """
+    for one in (signal.SIGINT, *STOP_SIGNALS):
+        signal.signal(one, _pass)
+
+
+def _pass(signum: int, frame: object) -> None:
+    """A stop signal while an earlier one is being dealt with: nothing more to do."""
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill PID`, a shutdown), raised where Ctrl-C would be: the same clean-up runs."""
