@@ -263,7 +263,7 @@ def test_two_routines_with_one_id_are_refused(tmp_path: Path) -> None:
         (["build", "short.yaml", "--bogus"], "No such option: --bogus"),
         (["frobnicate"], "No such command 'frobnicate'"),
         (["plan"], "Missing argument"),
-        (["build", "short.yaml", "--out", "out", "--jobs", "0"], "--jobs"),
+        (["build", "short.yaml", "--jobs", "0"], "coachtrack: --jobs: expected 1 or more, got 0"),
         (["build", "short.yaml", "--out", "out", "-p", "nightly"], "unknown profile 'nightly'"),
         (["plan", "short.yaml", "--profile", "nightly"], "unknown profile 'nightly'"),
         (["plan", "short.yaml", "-p", "phone", "-p", "gym"], "give one profile, not 2"),
@@ -338,12 +338,14 @@ def test_a_format_is_known_in_any_case() -> None:
 def test_bad_options_and_a_bad_routine_are_reported_together(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text("title: T\nsteps:\n  - title: A\n", encoding="utf-8")
     args = ["bad.yaml", "--format", "ogg", "-p", "nightly", "-p", "gym", "-p", "daily"]
+    args += ["--jobs", "-1"]  # Click said this one alone, in its own words
     result = run_cli("build", *args, "--out", "out", cache=tmp_path / "c", cwd=tmp_path)
     assert result.returncode == 2, result.stderr
     assert result.stderr.splitlines() == [
         "coachtrack: --format: unknown format 'ogg'; choose mp3, m4a or wav",
         "coachtrack: --profile: unknown profile 'nightly'; choose one of: phone, bedside, gym",
         "coachtrack: --profile: unknown profile 'daily'; choose one of: phone, bedside, gym",
+        "coachtrack: --jobs: expected 1 or more, got -1",
         "bad.yaml:3:5: steps[0]: missing required key 'do'",
     ]
     assert not (tmp_path / "out").exists()

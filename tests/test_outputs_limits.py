@@ -83,6 +83,27 @@ def test_a_killed_writers_temporary_file_of_a_long_name_is_removed(tmp_path: Pat
     assert leftovers(tmp_path) == []
 
 
+def test_a_folder_or_file_that_cannot_be_made_is_named_as_the_user_gave_it(
+    tmp_path: Path,
+) -> None:
+    # `--out` under a file, or where nothing may be made: the raw OSError named the
+    # temporary file ('[Errno 2] ... /proc/.x.mp3.2811-fe9181a6.tmp') or no file at all.
+    (tmp_path / "file").write_text("")
+    with pytest.raises(files.WriteError) as made, files.new_folders([tmp_path / "file" / "x"]):
+        pass
+    assert str(made.value) == f"{tmp_path}/file/x: cannot make the folder: Not a directory"
+    # A folder where no file may be made: read-only, or /proc for root, who writes anywhere.
+    os.chmod(tmp_path, 0o500)
+    try:
+        target = (tmp_path if not os.access(tmp_path, os.W_OK) else Path("/proc")) / "x.mp3"
+        with pytest.raises(files.WriteError) as written, files.temp_beside(target):
+            pass
+        assert str(written.value).startswith(f"{target}: cannot write the file: ")
+        assert ".tmp" not in str(written.value)
+    finally:
+        os.chmod(tmp_path, 0o700)
+
+
 def test_a_stopped_build_removes_the_folders_it_made_while_they_are_empty(tmp_path: Path) -> None:
     (tmp_path / "was").mkdir()
     made = [tmp_path / "out" / "phone", tmp_path / "out" / "gym", tmp_path / "was" / "gym"]

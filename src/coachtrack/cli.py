@@ -60,7 +60,7 @@ OneProfileOpt = Annotated[
     typer.Option("--profile", "-p", help=f"One of {', '.join(PROFILES)}. Default: phone"),
 ]
 VoiceOpt = Annotated[str | None, typer.Option(help="Engine voice id (see `coachtrack voices`).")]
-JobsOpt = Annotated[int, typer.Option(min=1, help="Work in parallel on this many cores.")]
+JobsOpt = Annotated[int, typer.Option(help="Work in parallel on this many cores.")]
 
 
 def _one_profile(names: Sequence[str] | None) -> Profile:
@@ -145,6 +145,13 @@ def _format(fmt: str) -> build.Format:
         if fmt.lower() == known:
             return known
     raise UserError(f"--format: unknown format {fmt!r}; choose mp3, m4a or wav")
+
+
+def _jobs(jobs: int) -> int:
+    """`--jobs`, refused under 1 (said with the run's other problems, not alone)."""
+    if jobs < 1:
+        raise UserError(f"--jobs: expected 1 or more, got {jobs}")
+    return jobs
 
 
 def _given_path(text: str, option: str) -> Path:
@@ -260,10 +267,11 @@ def build_cmd(
     out_dir = problems.collect(_given_path, out, "--out")
     chosen_format = problems.collect(_format, fmt)
     profiles = problems.collect(_profiles, profile)
+    problems.collect(_jobs, jobs)
     routines = problems.collect(_routines, paths)
     problems.collect(build.check_music, music, profiles or [])
     problems.collect(tools.mp3_encoder)
-    studio = problems.collect(_studio, voice, jobs)  # an unknown --voice
+    studio = problems.collect(_studio, voice, max(jobs, 1))  # an unknown --voice
     problems.raise_any()
     options = build.BuildOptions(out_dir=out_dir, fmt=chosen_format, voice=voice, jobs=jobs,
                                  force=force, music=music)  # fmt: skip

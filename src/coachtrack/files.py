@@ -41,6 +41,14 @@ class WriteError(BuildError, OSError):
     """
 
 
+def make_folder(folder: Path) -> None:
+    """Make `folder` and its missing parents; a failure is a WriteError naming it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WriteError(f"{folder}: cannot make the folder: {error.strerror or error}") from error
+
+
 @contextlib.contextmanager
 def new_folders(folders: Iterable[Path]) -> Iterator[None]:
     """Make `folders` and their missing parents; should the block fail (Ctrl-C, a bad
@@ -50,7 +58,7 @@ def new_folders(folders: Iterable[Path]) -> Iterator[None]:
     try:
         for folder in folders:
             made.update(p for p in (folder, *folder.parents) if not p.exists())
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
         yield
     except BaseException:
         for folder in sorted(made, key=lambda p: len(p.parts), reverse=True):  # deepest first
@@ -61,8 +69,11 @@ def new_folders(folders: Iterable[Path]) -> Iterator[None]:
 
 @contextlib.contextmanager
 def temp_beside(path: Path) -> Iterator[Path]:
-    """A new, empty, dot-prefixed file beside `path`, removed on exit unless moved away."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """A new, empty, dot-prefixed file beside `path`, removed on exit unless moved away.
+
+    A failure to make it is a WriteError naming `path`, not the temporary file.
+    """
+    make_folder(path.parent)
     name_max = _name_max(path.parent)
     size = len(os.fsencode(path.name))
     if size > name_max:  # caught here, before the work, and not blamed on the temporary file
@@ -82,6 +93,10 @@ def temp_beside(path: Path) -> Iterator[Path]:
                 os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
             except FileExistsError:
                 continue
+            except OSError as error:
+                tmp = None
+                message = f"{path}: cannot write the file: {error.strerror or error}"
+                raise WriteError(message) from error
             break
         yield tmp
     finally:
