@@ -204,6 +204,17 @@ BAD = {
             "only 'Press point': put the whole text in quotes"
         ],
     ),
+    "keys-at-the-wrong-level": (
+        "title: T\nsay: hi\nsteps:\n  - title: S\n    hold: 30s\n    do:\n"
+        "      - say: hi\n        sides: [a]\n",
+        [
+            "r.yaml:2:1: say: unknown key 'say' here: it belongs to an action, in a step's do list",
+            "r.yaml:5:5: steps[0].hold: unknown key 'hold' here: it belongs to an action, in the "
+            "step's do list",
+            "r.yaml:8:9: steps[0].do[0].sides: unknown key 'sides' here: it belongs to the step, "
+            "beside its do list",
+        ],
+    ),
     "recursive-alias": (
         "title: T\nsteps: &s [*s]\n",
         ["r.yaml:2:12: an alias refers to the node that contains it"],

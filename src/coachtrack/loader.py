@@ -735,9 +735,9 @@ def _mapping(
         if name in known:
             entries[name] = _Entry(key, key_node, value)
             continue
-        close = _close_match(name, known)
+        close = [] if _misplaced(name, known) else _close_match(name, known)
         suggested.update(close)
-        ctx.add(key_node.start_mark, key, _unknown_key(name, close))
+        ctx.add(key_node.start_mark, key, _unknown_key(name, close, _misplaced(name, known)))
     for name in required:
         if name not in seen and name not in suggested:
             # At the top level, the missing key is the KEY.PATH: a problem always has one.
@@ -753,14 +753,31 @@ def _close_match(name: str, known: Sequence[str]) -> list[str]:
     return difflib.get_close_matches(name, known, n=1, cutoff=0.6)
 
 
-def _unknown_key(name: str, close: list[str]) -> str:
+def _unknown_key(name: str, close: list[str], misplaced: str | None = None) -> str:
     """The message for an unknown key."""
     message = f"unknown key '{_cut(name)}'"
     if name == "<<":
         return message + " (YAML merge keys are not supported)"
+    if misplaced:
+        return message + f" here: it belongs {misplaced}"
     if close:
         return message + f"; did you mean '{close[0]}'?"
     return message
+
+
+def _misplaced(name: str, known: Sequence[str]) -> str | None:
+    """Where a key of the schema that is unknown at this level belongs, if it is one."""
+    action = name in ACTION_KINDS or name in ACTION_EXTRAS
+    if "steps" in known:  # the routine's own keys
+        if action:
+            return "to an action, in a step's do list"
+        if name in STEP_KEYS:
+            return "to a step, in the steps list"
+    elif "sides" in known and action and name != "do":  # a step's keys
+        return "to an action, in the step's do list"
+    elif "say" in known and name in ("title", "sides"):  # an action's keys
+        return "to the step, beside its do list"
+    return None
 
 
 def _kind(node: Node) -> str:
