@@ -119,6 +119,14 @@ BAD = {
             " (while scanning for the next token); indent with spaces, not tabs"
         ],
     ),
+    "tab-after-a-key": (  # not indentation: the hint said to indent with spaces
+        actions("- hold:\t12s"),
+        [
+            "r.yaml:5:14: YAML syntax error: found character '\\t' that cannot start any token"
+            " (while scanning for the next token); a tab in a text or after a key: use a "
+            "space, or put the text in quotes"
+        ],
+    ),
     "multi-document": (
         "title: a\n---\ntitle: b\n",
         ["r.yaml:2:1: YAML syntax error: found another document*"],

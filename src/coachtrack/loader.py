@@ -580,6 +580,8 @@ def _yaml_message(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
             message += f" at line {ctx.locate(error.context_mark)[0]}"
         message += ")"
     hint = _value_hint(error, ctx) if "found '<scalar>'" in message else None
+    if hint is None and "'\\t'" in message:
+        hint = _tab_hint(error, ctx)
     hint = hint or next((hint for found, hint in _SYNTAX_HINTS if found in message), None)
     return f"{message}; {hint}" if hint else message
 
@@ -608,9 +610,18 @@ def _value_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str | None:
     return None
 
 
+def _tab_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
+    """A hint for a tab YAML does not take: in a line's indentation, or after it."""
+    mark = error.problem_mark
+    if mark is not None:
+        line = ctx.locate(mark)[0]
+        if ctx.text[ctx.line_starts[line - 1] : mark.index].strip(" \t"):
+            return "a tab in a text or after a key: use a space, or put the text in quotes"
+    return "indent with spaces, not tabs"
+
+
 # What most often breaks a routine's YAML, by the words PyYAML finds it with (first match).
 _SYNTAX_HINTS = (
-    ("'\\t'", "indent with spaces, not tabs"),
     (
         "mapping values are not allowed",
         'a text that contains ": " goes in quotes ("..."); if this line is a key, check its '
