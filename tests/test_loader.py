@@ -1344,6 +1344,20 @@ def test_a_folder_s_broken_link_or_pipe_is_reported_not_skipped(tmp_path: Path) 
     ]
 
 
+def test_a_link_named_alone_says_why_it_cannot_be_read(tmp_path: Path) -> None:
+    # A loop of links said "no such file or folder"; in a folder it said why.
+    (tmp_path / "a.yaml").symlink_to(tmp_path / "b.yaml")
+    (tmp_path / "b.yaml").symlink_to(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").symlink_to(tmp_path / "nowhere.yaml")
+    for name, why in (("a.yaml", "Too many levels of symbolic links"),
+                      ("c.yaml", "No such file or directory")):  # fmt: skip
+        with pytest.raises(UserError) as caught:
+            load_routines([tmp_path / name])
+        assert [str(p) for p in caught.value.problems] == [
+            f"{tmp_path / name}: cannot read the file: {why}"
+        ]
+
+
 def test_load_routines_collects_problems_from_every_file(tmp_path: Path) -> None:
     write(tmp_path, "title: A\nsteps: []\n", "a.yaml")
     write(tmp_path, "", "b.yaml")

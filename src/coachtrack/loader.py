@@ -192,7 +192,8 @@ def _files_at(path: Path) -> tuple[list[Path], Problem | None]:
     """The routine files a path names: itself, or those directly inside a folder."""
     try:
         if not path.is_dir():
-            exists = path.exists()
+            # A broken link or a loop of links is read, and says why it cannot be, as in a folder.
+            exists = path.exists() or path.is_symlink()
             return ([path], None) if exists else ([], Problem(str(path), "no such file or folder"))
         entries = list(path.iterdir())
     except OSError as error:
