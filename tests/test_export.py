@@ -24,7 +24,7 @@ import pytest
 from mutagen.id3 import ID3, CTOCFlags
 
 from coachtrack import export, files
-from coachtrack.errors import BuildError
+from coachtrack.errors import BuildError, Terminated
 from coachtrack.export import (
     Chapter,
     TrackInfo,
@@ -368,27 +368,42 @@ def test_interrupted_write_leaves_the_previous_file(
     assert leftovers(tmp_path) == []
 
 
-@pytest.mark.parametrize("times", [1, 2])
+@pytest.mark.parametrize(
+    ("signals", "waits"),
+    [
+        ((signal.SIGINT,), True),
+        ((signal.SIGINT, signal.SIGINT), False),  # Ctrl-C pressed again: at once, as before
+        ((signal.SIGTERM, signal.SIGINT), True),  # the SIGINT a stopped build sends its workers
+    ],
+)
 def test_ctrl_c_as_the_track_is_swapped_in_waits_for_the_files_that_go_with_it(
-    tmp_path: Path, times: int
+    tmp_path: Path, signals: tuple[int, ...], waits: bool
 ) -> None:
     # Ctrl-C right after the new track was moved into place left it beside the old LRC.
     track, lrc = tmp_path / "t.wav", tmp_path / "t.lrc"
     lrc.write_text("the previous build's")
     pcm = tone_bursts()
 
+    def terminated(signum: int, frame: object) -> None:
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminated)  # as coachtrack's own handler does
+
     def publish(written: files.Written) -> None:
-        for _ in range(times):
-            os.kill(os.getpid(), signal.SIGINT)
+        for one in signals:
+            os.kill(os.getpid(), one)
         lrc.write_text("this build's")
 
-    with pytest.raises(KeyboardInterrupt):
-        write_track(track, [pcm], n_samples=len(pcm), sample_rate=SR, info=INFO, fmt="wav",
-                    then=publish)  # fmt: skip
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            write_track(track, [pcm], n_samples=len(pcm), sample_rate=SR, info=INFO, fmt="wav",
+                        then=publish)  # fmt: skip
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        assert signal.getsignal(signal.SIGTERM) is terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     assert leftovers(tmp_path) == []
-    # Once, it waits; asked twice, it stops at once, as it always did.
-    assert lrc.read_text() == ("this build's" if times == 1 else "the previous build's")
+    assert lrc.read_text() == ("this build's" if waits else "the previous build's")
 
 
 @pytest.mark.parametrize("fmt", ["mp3", "m4a", "wav"])

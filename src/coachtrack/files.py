@@ -109,8 +109,10 @@ def stops_held() -> Iterator[None]:
     """Hold Ctrl-C and the stop signals off while the block runs, then act on the first
     that came: files swapped in as a set (a track, then its page and LRC) are all swapped.
 
-    A second signal acts at once: the block may be waiting on another build's lock. Only
-    the main thread can set signal handlers; elsewhere nothing is held.
+    The same signal twice (Ctrl-C pressed again) acts at once: the block may be waiting on
+    another build's lock. Another one is held too: SIGHUP reaches a build's workers with
+    the SIGINT the build then sends them. Only the main thread can set signal handlers;
+    elsewhere nothing is held.
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -119,7 +121,7 @@ def stops_held() -> Iterator[None]:
     previous: dict[int, Any] = {}
 
     def hold(signum: int, frame: object) -> None:
-        if held:  # asked twice: stop now, as the handler before would have
+        if signum in held:  # asked twice: stop now, as the handler before would have
             held.clear()
             signal.signal(signum, previous[signum])
             signal.raise_signal(signum)
