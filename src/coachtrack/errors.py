@@ -55,6 +55,7 @@ TERMINATED = "coachtrack: terminated; nothing half-written was left behind"
 # SIGTERM (`kill PID`, a shutdown) and SIGHUP (the terminal closed, an SSH link dropped)
 # stop a build as Ctrl-C (SIGINT) does: its clean-up runs, and no temporary file is left.
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+STOPS = (signal.SIGINT, *STOP_SIGNALS)  # every signal a build stops on, cleaning up
 
 
 def let_further_stops_pass() -> None:
@@ -65,7 +66,7 @@ def let_further_stops_pass() -> None:
     A handler that does nothing, not SIG_IGN: a signal already on its way when SIG_IGN is set
     raises "OSError: Signal 2 ignored due to race condition" where it lands.
     """
-    for one in (signal.SIGINT, *STOP_SIGNALS):
+    for one in STOPS:
         signal.signal(one, _pass)
 
 

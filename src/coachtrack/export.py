@@ -56,7 +56,7 @@ from mutagen.mp3 import MP3
 from mutagen.mp4 import MP4
 
 from coachtrack import files, loudness, tools
-from coachtrack.errors import STOP_SIGNALS, BuildError
+from coachtrack.errors import STOPS, BuildError
 from coachtrack.files import temp_beside as _temp_beside
 from coachtrack.tools import ffmpeg_path
 
@@ -891,7 +891,6 @@ class _IslandEncoders:
 _MESSAGE = struct.Struct("<Biqi")
 _OPEN, _FEED, _CLOSE = 0, 1, 2  # to a worker; the number: first frame, granule, end frame
 _FRAMES, _DONE, _FAILED = 3, 4, 5  # from a worker: frames; an island's last frames; an error
-_STOPPING = frozenset({signal.SIGINT, *STOP_SIGNALS})  # what the CLI turns into clean-up
 _MAX_ENCODER_PROCESSES = 4
 _ISLANDS_IN_FLIGHT = 16  # islands begun but not yet written out, at most
 _QUEUED_BYTES = 1 << 21  # sound waiting in the writer for a worker's pipe, at most (48 s)
@@ -984,7 +983,7 @@ class _EncoderPool:
             return
         # A second Ctrl-C (the process group's, then a parent's) or a SIGTERM must not cut
         # this short.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
         try:
             for worker in self._workers:
                 with contextlib.suppress(OSError):
@@ -1017,7 +1016,7 @@ class _EncoderPool:
     def _start(self) -> _Worker | None:
         """Fork a worker; None if no process can be had."""
         # No Ctrl-C or SIGTERM until the worker is known, so none is left behind untracked.
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPPING)
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, STOPS)
         try:
             worker = _fork_worker(self._encoders, mask)
             if worker is not None:
@@ -1167,7 +1166,7 @@ def _worker_main(
     try:
         # Ctrl-C goes to the whole process group, SIGTERM perhaps too (a shutdown);
         # the writer stops its workers itself.
-        for stopping in _STOPPING:
+        for stopping in STOPS:
             signal.signal(stopping, signal.SIG_IGN)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         gc.disable()  # nothing here makes cycles, and a collection would copy the heap

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from coachtrack.errors import STOP_SIGNALS, BuildError
+from coachtrack.errors import STOPS, BuildError
 
 # What a folder of tracks holds besides them, written by coachtrack.
 PLAYLIST_NAME = "playlist.m3u8"
@@ -128,7 +128,7 @@ def stops_held() -> Iterator[None]:
         else:
             held.append(signum)
 
-    for stop in (signal.SIGINT, *STOP_SIGNALS):
+    for stop in STOPS:
         previous[stop] = signal.signal(stop, hold)
     try:
         yield

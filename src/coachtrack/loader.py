@@ -594,16 +594,13 @@ _LINE_VALUE = re.compile(r"[ \t]*(?:- +)*(?:[^\s:#'\"{\[][^:#]*: +)?(?:- +)*(.)"
 def _value_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str | None:
     """A hint from how the value on the faulty line starts: text found after what YAML read
     as a whole value (`{side} foot up.`, `'It's fine.`) means it wanted quotes."""
-    mark = error.problem_mark
-    if mark is None:
+    if error.problem_mark is None:
         return None
-    line = ctx.locate(mark)[0]
-    start = ctx.line_starts[line - 1]
-    end = ctx.line_starts[line] if line < len(ctx.line_starts) else len(ctx.text)
+    start, end = ctx.line_around(error.problem_mark)
     value = _LINE_VALUE.match(ctx.text, start, end)
     first = value.group(1) if value else ""
     if first and first in "{[":
-        return "put a text that starts with { or [ in quotes"
+        return _BRACKET_HINT
     if first and first in "'\"":
         other = '"' if first == "'" else "'"
         return (f"a text that starts with {first} ends at the next {first}: put it in "
@@ -614,13 +611,12 @@ def _value_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str | None:
 def _tab_hint(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
     """A hint for a tab YAML does not take: in a line's indentation, or after it."""
     mark = error.problem_mark
-    if mark is not None:
-        line = ctx.locate(mark)[0]
-        if ctx.text[ctx.line_starts[line - 1] : mark.index].strip(" \t"):
-            return "a tab in a text or after a key: use a space, or put the text in quotes"
+    if mark is not None and ctx.text[ctx.line_around(mark)[0] : mark.index].strip(" \t"):
+        return "a tab in a text or after a key: use a space, or put the text in quotes"
     return "indent with spaces, not tabs"
 
 
+_BRACKET_HINT = "put a text that starts with { or [ in quotes"
 # What most often breaks a routine's YAML, by the words PyYAML finds it with (first match).
 _SYNTAX_HINTS = (
     (
@@ -632,10 +628,7 @@ _SYNTAX_HINTS = (
         "got '{' (while parsing a flow sequence",
         "put a text that uses {side} inside [...] in quotes",
     ),
-    (
-        "found '<scalar>' (while parsing a block mapping",
-        "put a text that starts with { or [ in quotes",
-    ),
+    ("found '<scalar>' (while parsing a block mapping", _BRACKET_HINT),
     (
         "expected <block end>",
         "check the indentation: a list's items, and an action's keys, line up",
@@ -667,6 +660,12 @@ class _Context:
         position = at if isinstance(at, int) else at.index
         line = bisect.bisect_right(self.line_starts, position)
         return line, position - self.line_starts[line - 1] + 1
+
+    def line_around(self, mark: yaml.Mark) -> tuple[int, int]:
+        """Where the line that holds `mark` starts and ends in the text."""
+        line = self.locate(mark)[0]
+        end = self.line_starts[line] if line < len(self.line_starts) else len(self.text)
+        return self.line_starts[line - 1], end
 
     def add(self, at: yaml.Mark | int | None, key: str, message: str) -> None:
         """Record a problem at a mark or a character position, or of the whole file."""
@@ -747,9 +746,10 @@ def _mapping(
         if name in known:
             entries[name] = _Entry(key, key_node, value)
             continue
-        close = [] if _misplaced(name, known) else _close_match(name, known)
+        misplaced = _misplaced(name, known)
+        close = [] if misplaced else _close_match(name, known)
         suggested.update(close)
-        ctx.add(key_node.start_mark, key, _unknown_key(name, close, _misplaced(name, known)))
+        ctx.add(key_node.start_mark, key, _unknown_key(name, close, misplaced))
     for name in required:
         if name not in seen and name not in suggested:
             # At the top level, the missing key is the KEY.PATH: a problem always has one.

@@ -102,9 +102,8 @@ def resolve_voice(voices: Sequence[VoiceInfo], wanted: str) -> str | None:
         return None
     spec, plus, variant = (part.strip() for part in wanted.partition("+"))
     folded = spec.casefold()
-    for v in named:
-        if folded in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold()):
-            return spec + plus + variant  # without spaces around, which espeak-ng refuses
+    if any(folded in _names(v) for v in named):
+        return spec + plus + variant  # without spaces around, which espeak-ng refuses
     first = next((v for v in named if v.languages[:1] == (folded,)), named[0])
     return first.id + plus + variant
 
@@ -127,11 +126,13 @@ def _named(voices: Sequence[VoiceInfo], wanted: str) -> list[VoiceInfo]:
     if not spec:
         return []
     return [
-        v
-        for v in voices
-        if spec in (v.id.casefold(), v.id.rsplit("/", 1)[-1].casefold(), v.name.casefold())
-        or spec in (tag.casefold() for tag in v.languages)
+        v for v in voices if spec in _names(v) or spec in (tag.casefold() for tag in v.languages)
     ]
+
+
+def _names(voice: VoiceInfo) -> tuple[str, ...]:
+    """What espeak-ng takes a voice by, case-folded: its id, the id's last part, its name."""
+    return (voice.id.casefold(), voice.id.rsplit("/", 1)[-1].casefold(), voice.name.casefold())
 
 
 class SpeechEngine(Protocol):
