@@ -214,6 +214,53 @@ def test_a_music_bed_sits_under_the_target_and_does_not_push_the_voice_down() ->
     assert voice >= alone - 1.0, (voice, alone)
 
 
+def _held_voice_over(music: np.ndarray) -> tuple[mastering.Mastering, float, float]:
+    """A gym track whose voice the limiter holds under the target (sparse clicks), over
+    `music`: how it was mastered, its loudness, and the bed's where nobody speaks."""
+    from coachtrack import loudness
+    from coachtrack.profiles import GYM
+
+    rng = np.random.default_rng(3)
+    clip = np.zeros(RATE * 2)
+    for at in range(0, len(clip) - 400, 2000):
+        clip[at : at + 30] = rng.standard_normal(30) * 0.5
+    events = [Event("speech", RATE * s, RATE * (s + 2), text="a") for s in range(1, 40, 8)]
+    tl = timeline(events, RATE * 42)
+    bed = mixer.MusicBed(music.astype(np.float32), rate=RATE, duration=tl.duration, level_db=0.0,
+                         duck_db=GYM.music_duck_db)  # fmt: skip
+    mix = mixer.Mixer(tl, {"a": clip.astype(np.float32)}, {}, GYM, bed)
+    mastered, result = mastering.master(mix)
+    parts = mixer.islands(tl, music=True)
+    audio = np.concatenate(list(mixer.pcm_chunks(mastered, parts, result.ceiling))) / 32768
+    assert 20 * np.log10(loudness.true_peak(audio.astype(np.float32))) <= GYM.true_peak_dbtp
+    between = audio[RATE * 4 : RATE * 8]  # clear of the dips
+    return (result, loudness.integrated_loudness([(0, audio)], RATE, len(audio)),
+            loudness.integrated_loudness([(0, between)], RATE, len(between)))  # fmt: skip
+
+
+def test_a_bed_rises_where_the_limiter_holds_the_voice_under_the_target() -> None:
+    from coachtrack.profiles import GYM
+
+    t = np.arange(RATE * 3) / RATE
+    result, lufs, bed = _held_voice_over(0.1 * np.sin(2 * np.pi * 220 * t))
+    # The track reaches its target: the bed makes up what the voice cannot (it stayed at
+    # its level, and the track 1.8 LU under).
+    assert lufs == pytest.approx(GYM.loudness_lufs, abs=0.1)
+    rise = result.bed_db - GYM.music_level_db
+    assert 0.5 < rise <= mastering.MAX_BED_RISE_DB
+    assert bed == pytest.approx(GYM.loudness_lufs + result.bed_db, abs=0.3)
+
+
+def test_a_bed_rises_no_further_than_its_own_peaks_allow() -> None:
+    from coachtrack.profiles import GYM
+
+    t = np.arange(RATE * 3) / RATE
+    music = 0.01 * np.sin(2 * np.pi * 110 * t)
+    music[:: RATE // 4] = 0.9  # clicks far over the song: already at the ceiling
+    result, _, _ = _held_voice_over(music)
+    assert result.bed_db == GYM.music_level_db
+
+
 @pytest.mark.parametrize("name", ["phone", "bedside", "gym"])
 def test_chimes_play_at_their_profile_level_whatever_the_voice(name: str) -> None:
     from coachtrack import loudness

@@ -512,7 +512,9 @@ def render(
         then=lambda written: publish(track, written, html, info, stamp),
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
-    if meter is not None and (note := quiet_note(track, meter.integrated() - loss, music=True)):
+    if meter is not None and (
+        note := quiet_note(track, meter.integrated() - loss, bed_db=result.bed_db)
+    ):
         print(note, file=sys.stderr)
 
 
@@ -557,18 +559,24 @@ def unsaid_notes(planned: Planned) -> list[str]:
     ]
 
 
-def quiet_note(track: Track, lufs: float, *, music: bool = False) -> str | None:
-    """A note for a track that could not be made as loud as its profile asks, else None."""
+def quiet_note(track: Track, lufs: float, *, bed_db: float | None = None) -> str | None:
+    """A note for a track that could not be made as loud as its profile asks, else None.
+
+    `bed_db`: where its music bed plays where nobody speaks, in LU over the target.
+    """
     target = track.profile.loudness_lufs
     if lufs >= target - QUIET_LU or lufs == -math.inf:  # on target, or silent
         return None
-    whose = "its voice's and the music's" if music else "its sounds'"
-    # Under music, the bed itself plays under the target where nobody speaks.
-    bed = (
-        f", and the bed plays {-track.profile.music_level_db:g} LU under the target"
-        if music
-        else ""
-    )
+    whose = "its sounds'" if bed_db is None else "its voice's and the music's"
+    bed = ""
+    if bed_db is not None:
+        from coachtrack.mastering import MAX_BED_RISE_DB
+
+        side = "over" if bed_db > 0 else "under"
+        where = "at" if abs(bed_db) < 0.05 else f"{abs(bed_db):.1f} LU {side}"
+        bed = f", and the bed plays {where} the target where nobody speaks"
+        if bed_db >= track.profile.music_level_db + MAX_BED_RISE_DB - 0.05:
+            bed += " (the most it may)"
     return (
         f"coachtrack: note: {track.path} reaches {lufs:.1f} LUFS, under the {track.profile.name} "
         f"profile's {target:g}: {whose} peaks leave no more room under the "

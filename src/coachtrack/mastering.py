@@ -49,6 +49,8 @@ KNEE_LU_PER_DB = 0.1
 # this fraction of what the limiter takes, measured on the shipped routines (0.1 LU
 # for the phone profile's 5 LU, 0.25 LU for the gym's 10). The solve aims that much over.
 REBAND_LOSS = 0.025
+MAX_BED_RISE_DB = 2.0  # a music bed plays up to this much over its level where the voice
+# cannot bring the track to its target (held by the limiter): more would bury the voice
 OVERSAMPLE = 4  # true peak: the signal between samples, at quarter-sample steps
 # De-essing. The limiter takes 5 to 10 dB off vowels' peaks, not off hissing consonants
 # ("s", "sh"), which end up as loud as the vowels; and MP3 codes such noise coarsely: its
@@ -69,6 +71,7 @@ class Mastering:
     gain: float  # applied to every spoken line after its own limiting (chimes: their own)
     ceiling: float  # linear true-peak ceiling each sound was limited to
     measured_lufs: float  # integrated loudness of the finished mix, as planned
+    bed_db: float = 0.0  # where a music bed plays, not ducked: LU over the loudness target
 
 
 @dataclass(slots=True)
@@ -250,12 +253,14 @@ class _Solver:
         # voice as it was before limiting, it ended 4 to 5 LU over the voice once the
         # limiter had taken its share, and pushed the voice down as much.)
         self.music_gain = 1.0  # the bed's, in the finished track: it takes no part in `gain`
+        self.music_peak = 0.0  # its highest sample, before `music_gain`
         if self.bed is not None and mix.music is not None:
-            music = mix.music.lufs()  # measured a stretch at a time
+            music, self.music_peak = mix.music.measure()  # a stretch at a time
             if math.isfinite(music):
                 self.music_gain = loudness.db_to_gain(target + mix.profile.music_level_db - music)
             self.bed *= self.music_gain**2
             self.fixed += self.bed
+        self.voice_energy = self.base  # the voice's at the last gain `loudness_at` measured
         # Sounds are limited one by one, as if alone. Under them the bed is ducked 6-10 dB,
         # and where the two add up over the ceiling, the mixer limits their sum. (Leaving
         # room under the ceiling for the bed's highest ducked peak took 2 to 4 dB off every
@@ -331,8 +336,42 @@ class _Solver:
         energy = self.base.copy()
         self._take_off(energy, curves)
         energy = energy * gain * gain
+        self.voice_energy = energy
         self.sounds_lufs[gain_db] = loudness.gated_loudness(energy, self.block, self.total)
         return loudness.gated_loudness(energy + self.fixed, self.block, self.total), curves
+
+    def bed_rise(self, gain_db: float, target: float, voice_loss: float) -> tuple[float, float]:
+        """How far (dB) the bed rises to bring the track to `target` at the voice's gain,
+        once re-banding has taken `voice_loss` (LU) off the voice, and the loudness then.
+
+        Where the limiter holds the voice under the target, the bed is what can still
+        play louder (more so since it stays down through gaps under `mixer.DUCK_HOLD_MS`).
+        It rises at most `MAX_BED_RISE_DB`, and only while its own peaks stay under the
+        ceiling: over it, the mixer would limit what it gained.
+        """
+        bed = self.bed
+        room_db = MAX_BED_RISE_DB
+        if self.music_peak > 0.0:
+            headroom = self.ceiling / (self.music_peak * self.music_gain)
+            room_db = min(room_db, 20 * math.log10(headroom))
+        if bed is None or room_db <= 0.0:
+            return 0.0, self.loudness_at(gain_db)[0]
+        self.loudness_at(gain_db)
+        others = self.voice_energy * 10 ** (-voice_loss / 10) + self.fixed - bed
+
+        def loudness_with(rise_db: float) -> float:
+            louder = bed * loudness.db_to_gain(rise_db) ** 2
+            return loudness.gated_loudness(others + louder, self.block, self.total)
+
+        low, high = 0.0, room_db
+        if loudness_with(low) >= target - TOLERANCE_LU:
+            return low, loudness_with(low)
+        if loudness_with(high) <= target:
+            return high, loudness_with(high)
+        while high - low > 0.01:  # bisection: loudness grows with the bed
+            middle = (low + high) / 2
+            low, high = (middle, high) if loudness_with(middle) < target else (low, middle)
+        return high, loudness_with(high)
 
     def sounds_at(self, gain_db: float) -> float:
         """The voice's loudness at this gain, without chimes or bed: what more gain does is
@@ -474,7 +513,7 @@ def master(
     ceiling = loudness.db_to_gain(profile.true_peak_dbtp - margin_db)
     solver = _Solver(mix, ceiling, target, release=release)
     raw, curves = solver.loudness_at(0.0)
-    hi_db, hi_l = 0.0, raw
+    hi_db, hi_l, rise_db = 0.0, raw, 0.0
     # Nothing to measure (every block under the gate): the sounds stay as they are. (The
     # mix itself cannot be handed back: with `release` its sounds are gone.)
     if raw != -math.inf:
@@ -484,10 +523,14 @@ def master(
         low, high = _secant(solver, target, low, high)
         # Then aim over the target by what re-banding will take, and solve on from there.
         taken = solver.sounds_at(0.0) + high[0] - solver.sounds_at(high[0])  # by the limiter
-        target += REBAND_LOSS * max(0.0, taken)
-        low, high = _secant(solver, target, low, high)
+        aim = target + REBAND_LOSS * max(0.0, taken)
+        low, high = _secant(solver, aim, low, high)
         hi_db, (hi_l, curves) = _at_knee(solver, low, high)
+        if hi_l < aim - TOLERANCE_LU and solver.bed is not None:
+            rise_db, hi_l = solver.bed_rise(hi_db, target, aim - target)
+            solver.music_gain *= loudness.db_to_gain(rise_db)
     gain = loudness.db_to_gain(hi_db)
+    bed_db = profile.music_level_db + rise_db
 
     def finish(key: Key) -> npt.NDArray[np.int16]:
         sound = solver.sounds.pop(key)  # freed once finished
@@ -517,4 +560,4 @@ def master(
         profile,
         mix.music.scaled(solver.music_gain) if mix.music else None,
     )
-    return mastered, Mastering(gain, ceiling, hi_l)
+    return mastered, Mastering(gain, ceiling, hi_l, bed_db)

@@ -64,7 +64,7 @@ def islands(timeline: Timeline, *, music: bool = False) -> tuple[Island, ...]:
     return tuple(out)
 
 
-DUCK_HOLD_MS = 1500  # a music bed stays down through shorter gaps between sounds
+DUCK_HOLD_MS = 2000  # a music bed stays down through shorter gaps between sounds
 
 
 def duck_spans(events: tuple[Event, ...], rate: int) -> tuple[tuple[int, int], ...]:
@@ -275,7 +275,12 @@ class MusicBed:
 
     def lufs(self) -> float:
         """The integrated loudness (LUFS) of the bed's music played once through, at its own
-        level: unfaded, not ducked.
+        level: unfaded, not ducked."""
+        return self.measure()[0]
+
+    def measure(self) -> tuple[float, float]:
+        """The integrated loudness (LUFS) and the highest sample of the bed's music played
+        once through, at its own level: unfaded, not ducked.
 
         Measured `MEASURE_SECONDS` at a time (`LoudnessMeter.feed`: the same result, to
         rounding, as in one piece, which took 5 GB for an hour). A BuildError if even
@@ -283,11 +288,14 @@ class MusicBed:
         """
         meter = loudness.LoudnessMeter(self.rate, self.length)
         stretch = MEASURE_SECONDS * self.rate
+        peak = 0.0
         try:
             for start in range(0, self.length, stretch):
-                meter.feed(self._read(start, min(self.length, start + stretch)))
+                piece = self._read(start, min(self.length, start + stretch))
+                peak = max(peak, float(np.max(np.abs(piece), initial=0.0)))
+                meter.feed(piece)
             meter.end()
-            return meter.integrated()
+            return meter.integrated(), peak * self.level
         except MemoryError:
             raise BuildError(
                 f"{self.source}: not enough memory to measure the music's loudness"
