@@ -129,7 +129,7 @@ BAD: dict[str, tuple[str | bytes, str]] = {
     "deep-nesting": ("[" * 20_000 + "]" * 20_000, r"^:1:51: the file is nested more than 50"),
     "invalid-utf8": (b"title: T\nsafety: caf\xe9\n", r"^: the file is not UTF-8 text: byte 0xE9"),
     "utf16": ("title: T\n".encode("utf-16"), r"^: the file is not UTF-8 text"),
-    "nul-character": ("title: a\x00b\n" + ONE_STEP, r"^:1:9: the character U\+0000"),
+    "nul-character": ("title: a\x00b\n" + ONE_STEP, r"^:1:9: title: the character U\+0000"),
     "over-size-limit": (
         b"\xff[" * 600_000,  # neither UTF-8 nor YAML: only the size may be reported
         r"^: the file is 1,200,000 bytes; a routine file is at most 1 MB$",

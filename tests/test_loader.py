@@ -137,7 +137,10 @@ BAD = {
     ),
     "nul-character": (
         "title: a\x00b\nsteps: []\n",
-        ["r.yaml:1:9: the character U+0000 is not allowed in a YAML file"],
+        [
+            "r.yaml:1:9: title: the character U+0000 is not allowed in a YAML file",
+            "r.yaml:2:1: steps: the list is empty: a routine needs at least one step",
+        ],
     ),
     "empty": ("", ["r.yaml: the file is empty"]),
     "blank": ("  \n\n", ["r.yaml: the file is empty"]),
@@ -1191,7 +1194,23 @@ def test_columns_count_every_character(tmp_path: Path) -> None:
 
 def test_a_lone_carriage_return_ends_a_line(tmp_path: Path) -> None:
     path = write(tmp_path, b"title: T\rsafety: a\x00b\r")
-    assert problems_of(path) == ["r.yaml:2:10: the character U+0000 is not allowed in a YAML file"]
+    assert problems_of(path) == [
+        "r.yaml:1:1: steps: missing required key 'steps'",
+        "r.yaml:2:10: safety: the character U+0000 is not allowed in a YAML file",
+    ]
+
+
+def test_every_control_character_typed_in_a_file_is_reported_with_its_key(tmp_path: Path) -> None:
+    # YAML's reader stopped at the first, and could name no key.
+    text = (
+        'title: T\n# a note\x07 here\nsteps:\n  - do:\n      - say: "a\x1b[31m red"\n'
+        "      - hold: 10s\n    title: x\x00y\n"
+    )
+    assert problems_of(write(tmp_path, text)) == [
+        "r.yaml:2:9: the character U+0007 is not allowed in a YAML file",  # in a comment
+        "r.yaml:5:16: steps[0].do[0].say: the character U+001B is not allowed in a YAML file",
+        "r.yaml:7:13: steps[0].title: the character U+0000 is not allowed in a YAML file",
+    ]
 
 
 def test_ssml_looking_text_is_kept_as_plain_text(tmp_path: Path) -> None:

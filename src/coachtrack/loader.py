@@ -436,11 +436,19 @@ class _Loader(
 
 
 class _OddBreaks:
-    """Where a text has U+0085, U+2028 or U+2029, and which of them a scalar holds."""
+    """Where a text has U+0085, U+2028 or U+2029, or a character YAML's reader refuses
+    (U+0007, typed as it is), and which of them a scalar holds.
+
+    The reader stops at the first refused character, with no key to name: `readable` is
+    the text with each one replaced (by U+FFFD, which YAML reads as a letter), so that
+    all of them are reported, each with the key of the text it is in.
+    """
 
     def __init__(self, text: str) -> None:
         self.text = text
-        self.at = [match.start() for match in _ODD_BREAK.finditer(text)]
+        found = [*_ODD_BREAK.finditer(text), *yaml.reader.Reader.NON_PRINTABLE.finditer(text)]
+        self.at = sorted(match.start() for match in found)
+        self.readable = yaml.reader.Reader.NON_PRINTABLE.sub("\ufffd", text)
         self.claimed: set[int] = set()
 
     def claim(self, start: int, end: int) -> list[int]:
@@ -454,8 +462,10 @@ class _OddBreaks:
         return [position for position in self.at if position not in self.claimed]
 
     def message(self, position: int) -> str:
-        """The problem with the odd break at `position`."""
+        """The problem with the odd break or refused character at `position`."""
         character = self.text[position]
+        if character not in _ODD_BREAK_NAMES:
+            return f"the character {_character_name(character)} is not allowed in a YAML file"
         return (
             f"the character {_character_name(character)} is not allowed; use a space or a new line"
         )
@@ -525,7 +535,7 @@ def _refused(message: str, mark: yaml.Mark) -> _Refused:
 def _compose(text: str, ctx: _Context) -> Node | None:
     """The document's root node (None if YAML cannot read it), with its problems in `ctx`."""
     odd_breaks = _OddBreaks(text)
-    root = _compose_root(text, ctx, odd_breaks)
+    root = _compose_root(ctx, odd_breaks)
     lines: set[int] = set()
     for position in odd_breaks.unclaimed():  # once a line is enough
         line, _ = ctx.locate(position)
@@ -535,16 +545,13 @@ def _compose(text: str, ctx: _Context) -> Node | None:
     return root
 
 
-def _compose_root(text: str, ctx: _Context, odd_breaks: _OddBreaks) -> Node | None:
+def _compose_root(ctx: _Context, odd_breaks: _OddBreaks) -> Node | None:
     """The document's root node, or None with the YAML problem recorded in `ctx`."""
     loader: _Loader | None = None
     try:
-        loader = _Loader(text, ctx, odd_breaks)
+        loader = _Loader(odd_breaks.readable, ctx, odd_breaks)
         root = loader.get_single_node()
         loader.report_lone_anchors()
-    except yaml.reader.ReaderError as error:
-        ctx.add(error.position, "", _reader_message(error))
-        return None
     except yaml.MarkedYAMLError as error:
         ctx.add(error.problem_mark, "", _yaml_message(error, ctx))
         return None
@@ -560,13 +567,6 @@ def _compose_root(text: str, ctx: _Context, odd_breaks: _OddBreaks) -> Node | No
     if root is None:
         ctx.problems.append(Problem(ctx.path, "the file is empty"))
     return root
-
-
-def _reader_message(error: yaml.reader.ReaderError) -> str:
-    """The reader's complaint about a character, in plain words."""
-    character = error.character
-    code = ord(character) if isinstance(character, str) else int(character)
-    return f"the character U+{code:04X} is not allowed in a YAML file"
 
 
 def _yaml_message(error: yaml.MarkedYAMLError, ctx: _Context) -> str:
