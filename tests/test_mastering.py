@@ -161,12 +161,14 @@ def test_a_track_that_cannot_be_made_loud_enough_says_so(tmp_path: Path) -> None
     assert note is not None and str(track.path) in note
     assert "-15.2 LUFS" in note and "-14" in note and "-1 dBTP" in note
     # Under music it says where the bed plays, and whether it could play any louder.
-    note = build.quiet_note(track, -15.2, bed_db=-0.5)
+    note = build.quiet_note(track, -15.2, bed=(-0.5, False))
     assert note is not None and note.endswith(
         "its voice's and the music's peaks leave no more room under the -1 dBTP ceiling, and "
         "the bed plays 0.5 LU under the target where nobody speaks"
     )
-    note = build.quiet_note(track, -15.2, bed_db=GYM.music_level_db + mastering.MAX_BED_RISE_DB)
+    note = build.quiet_note(
+        track, -15.2, bed=(GYM.music_level_db + mastering.MAX_BED_RISE_DB, True)
+    )
     assert note is not None and note.endswith(
         "the bed plays 1.5 LU over the target where nobody speaks (the most it may)"
     )

@@ -513,7 +513,9 @@ def render(
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
     if meter is not None and (
-        note := quiet_note(track, meter.integrated() - loss, bed_db=result.bed_db)
+        note := quiet_note(
+            track, meter.integrated() - loss, bed=(result.bed_db, result.bed_at_most)
+        )
     ):
         print(note, file=sys.stderr)
 
@@ -559,28 +561,28 @@ def unsaid_notes(planned: Planned) -> list[str]:
     ]
 
 
-def quiet_note(track: Track, lufs: float, *, bed_db: float | None = None) -> str | None:
+def quiet_note(track: Track, lufs: float, *, bed: tuple[float, bool] | None = None) -> str | None:
     """A note for a track that could not be made as loud as its profile asks, else None.
 
-    `bed_db`: where its music bed plays where nobody speaks, in LU over the target.
+    `bed`: where its music bed plays where nobody speaks, in LU over the target, and
+    whether it rose all it may (`Mastering.bed_db`, `Mastering.bed_at_most`).
     """
     target = track.profile.loudness_lufs
     if lufs >= target - QUIET_LU or lufs == -math.inf:  # on target, or silent
         return None
-    whose = "its sounds'" if bed_db is None else "its voice's and the music's"
-    bed = ""
-    if bed_db is not None:
-        from coachtrack.mastering import MAX_BED_RISE_DB
-
+    whose = "its sounds'" if bed is None else "its voice's and the music's"
+    said = ""
+    if bed is not None:
+        bed_db, at_most = bed
         side = "over" if bed_db > 0 else "under"
         where = "at" if abs(bed_db) < 0.05 else f"{abs(bed_db):.1f} LU {side}"
-        bed = f", and the bed plays {where} the target where nobody speaks"
-        if bed_db >= track.profile.music_level_db + MAX_BED_RISE_DB - 0.05:
-            bed += " (the most it may)"
+        said = f", and the bed plays {where} the target where nobody speaks"
+        if at_most:
+            said += " (the most it may)"
     return (
         f"coachtrack: note: {track.path} reaches {lufs:.1f} LUFS, under the {track.profile.name} "
         f"profile's {target:g}: {whose} peaks leave no more room under the "
-        f"{track.profile.true_peak_dbtp:g} dBTP ceiling{bed}"
+        f"{track.profile.true_peak_dbtp:g} dBTP ceiling{said}"
     )
 
 

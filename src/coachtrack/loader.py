@@ -316,14 +316,14 @@ class _Loader(
     It also holds every scalar to the rule for characters, with the key path of the node.
     """
 
-    def __init__(self, text: str, ctx: _Context, odd_breaks: _OddBreaks) -> None:
+    def __init__(self, text: str, ctx: _Context, odd_characters: _OddCharacters) -> None:
         yaml.reader.Reader.__init__(self, _ODD_BREAK.sub(" ", text))
         yaml.scanner.Scanner.__init__(self)
         yaml.parser.Parser.__init__(self)
         yaml.composer.Composer.__init__(self)
         yaml.resolver.Resolver.__init__(self)
         self.ctx = ctx
-        self.odd_breaks = odd_breaks
+        self.odd_characters = odd_characters
         self.depth = 0
         self.nodes = 0
         self.sizes: dict[int, int] = {}  # id(anchored node) -> its size with aliases expanded
@@ -379,7 +379,7 @@ class _Loader(
         reordering = list(dict.fromkeys(_REORDERING.findall(value)))
         # Messages never echo such characters: a terminal would obey them, or fail on them.
         node.value = _REORDERING.sub("\ufffd", _NOT_ALLOWED.sub("\ufffd", value))
-        breaks = self.odd_breaks.claim(node.start_mark.index, node.end_mark.index)
+        breaks = self.odd_characters.claim(node.start_mark.index, node.end_mark.index)
         if not refused and not reordering and not breaks:
             return False
         if is_key:  # a key's problems name the key itself, as validation does
@@ -389,7 +389,7 @@ class _Loader(
         if reordering:
             self.ctx.add(node.start_mark, key, _reordering_message(reordering))
         if breaks:
-            self.ctx.add(breaks[0], key, self.odd_breaks.message(breaks[0]))
+            self.ctx.add(breaks[0], key, self.odd_characters.message(breaks[0]))
         return True
 
     def _note_lost_words(
@@ -435,7 +435,7 @@ class _Loader(
         return True
 
 
-class _OddBreaks:
+class _OddCharacters:
     """Where a text has U+0085, U+2028 or U+2029, or a character YAML's reader refuses
     (U+0007, typed as it is), and which of them a scalar holds.
 
@@ -534,22 +534,22 @@ def _refused(message: str, mark: yaml.Mark) -> _Refused:
 
 def _compose(text: str, ctx: _Context) -> Node | None:
     """The document's root node (None if YAML cannot read it), with its problems in `ctx`."""
-    odd_breaks = _OddBreaks(text)
-    root = _compose_root(ctx, odd_breaks)
+    odd_characters = _OddCharacters(text)
+    root = _compose_root(ctx, odd_characters)
     lines: set[int] = set()
-    for position in odd_breaks.unclaimed():  # once a line is enough
+    for position in odd_characters.unclaimed():  # once a line is enough
         line, _ = ctx.locate(position)
         if line not in lines:
             lines.add(line)
-            ctx.add(position, "", odd_breaks.message(position))
+            ctx.add(position, "", odd_characters.message(position))
     return root
 
 
-def _compose_root(ctx: _Context, odd_breaks: _OddBreaks) -> Node | None:
+def _compose_root(ctx: _Context, odd_characters: _OddCharacters) -> Node | None:
     """The document's root node, or None with the YAML problem recorded in `ctx`."""
     loader: _Loader | None = None
     try:
-        loader = _Loader(odd_breaks.readable, ctx, odd_breaks)
+        loader = _Loader(odd_characters.readable, ctx, odd_characters)
         root = loader.get_single_node()
         loader.report_lone_anchors()
     except yaml.MarkedYAMLError as error:

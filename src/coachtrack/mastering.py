@@ -72,6 +72,7 @@ class Mastering:
     ceiling: float  # linear true-peak ceiling each sound was limited to
     measured_lufs: float  # integrated loudness of the finished mix, as planned
     bed_db: float = 0.0  # where a music bed plays, not ducked: LU over the loudness target
+    bed_at_most: bool = False  # it rose all it may (`MAX_BED_RISE_DB`)
 
 
 @dataclass(slots=True)
@@ -260,7 +261,6 @@ class _Solver:
                 self.music_gain = loudness.db_to_gain(target + mix.profile.music_level_db - music)
             self.bed *= self.music_gain**2
             self.fixed += self.bed
-        self.voice_energy = self.base  # the voice's at the last gain `loudness_at` measured
         # Sounds are limited one by one, as if alone. Under them the bed is ducked 6-10 dB,
         # and where the two add up over the ceiling, the mixer limits their sum. (Leaving
         # room under the ceiling for the bed's highest ducked peak took 2 to 4 dB off every
@@ -333,16 +333,22 @@ class _Solver:
         """Integrated loudness after limiting and gain, and the limiter curves used."""
         gain = loudness.db_to_gain(gain_db)
         curves = self.limits(gain)
-        energy = self.base.copy()
-        self._take_off(energy, curves)
-        energy = energy * gain * gain
-        self.voice_energy = energy
+        energy = self._voice_energy(gain, curves)
         self.sounds_lufs[gain_db] = loudness.gated_loudness(energy, self.block, self.total)
         return loudness.gated_loudness(energy + self.fixed, self.block, self.total), curves
 
-    def bed_rise(self, gain_db: float, target: float, voice_loss: float) -> tuple[float, float]:
-        """How far (dB) the bed rises to bring the track to `target` at the voice's gain,
-        once re-banding has taken `voice_loss` (LU) off the voice, and the loudness then.
+    def _voice_energy(self, gain: float, curves: Curves) -> npt.NDArray[np.float64]:
+        """The voice's block energies once limited by `curves` and scaled by `gain`."""
+        energy = self.base.copy()
+        self._take_off(energy, curves)
+        return energy * gain * gain
+
+    def bed_rise(
+        self, gain_db: float, curves: Curves, target: float, voice_loss: float
+    ) -> tuple[float, float]:
+        """How far (dB) the bed rises to bring the track to `target`, the voice at
+        `gain_db` limited by `curves` and then re-banded (which takes `voice_loss` LU
+        off it), and the track's loudness then.
 
         Where the limiter holds the voice under the target, the bed is what can still
         play louder (more so since it stays down through gaps under `mixer.DUCK_HOLD_MS`).
@@ -350,21 +356,18 @@ class _Solver:
         ceiling: over it, the mixer would limit what it gained.
         """
         bed = self.bed
-        room_db = MAX_BED_RISE_DB
-        if self.music_peak > 0.0:
-            headroom = self.ceiling / (self.music_peak * self.music_gain)
-            room_db = min(room_db, 20 * math.log10(headroom))
-        if bed is None or room_db <= 0.0:
-            return 0.0, self.loudness_at(gain_db)[0]
-        self.loudness_at(gain_db)
-        others = self.voice_energy * 10 ** (-voice_loss / 10) + self.fixed - bed
+        assert bed is not None
+        voice = self._voice_energy(loudness.db_to_gain(gain_db), curves)
+        others = voice * 10 ** (-voice_loss / 10) + self.fixed - bed
 
         def loudness_with(rise_db: float) -> float:
             louder = bed * loudness.db_to_gain(rise_db) ** 2
             return loudness.gated_loudness(others + louder, self.block, self.total)
 
-        low, high = 0.0, room_db
-        if loudness_with(low) >= target - TOLERANCE_LU:
+        low, high = 0.0, MAX_BED_RISE_DB
+        if self.music_peak > 0.0:
+            high = min(high, 20 * math.log10(self.ceiling / (self.music_peak * self.music_gain)))
+        if high <= 0.0 or loudness_with(low) >= target - TOLERANCE_LU:
             return low, loudness_with(low)
         if loudness_with(high) <= target:
             return high, loudness_with(high)
@@ -527,7 +530,7 @@ def master(
         low, high = _secant(solver, aim, low, high)
         hi_db, (hi_l, curves) = _at_knee(solver, low, high)
         if hi_l < aim - TOLERANCE_LU and solver.bed is not None:
-            rise_db, hi_l = solver.bed_rise(hi_db, target, aim - target)
+            rise_db, hi_l = solver.bed_rise(hi_db, curves, target, aim - target)
             solver.music_gain *= loudness.db_to_gain(rise_db)
     gain = loudness.db_to_gain(hi_db)
     bed_db = profile.music_level_db + rise_db
@@ -560,4 +563,4 @@ def master(
         profile,
         mix.music.scaled(solver.music_gain) if mix.music else None,
     )
-    return mastered, Mastering(gain, ceiling, hi_l, bed_db)
+    return mastered, Mastering(gain, ceiling, hi_l, bed_db, rise_db >= MAX_BED_RISE_DB)
