@@ -589,6 +589,19 @@ def test_list_shows_length_per_profile(warm: Path) -> None:
     assert header.index("steps") + 5 == row.index("2") + 1  # aligned under its header
 
 
+def test_list_shows_a_length_over_an_hour_in_hours(tmp_path: Path, warm: Path) -> None:
+    long = tmp_path / "long.yaml"
+    long.write_text(
+        "title: Long\nsteps:\n  - title: Hold\n    do: [{repeat: 4, do: [{hold: 24m}]}]"
+    )
+    result = run_cli("list", str(long), cache=warm)
+    assert result.returncode == 0, result.stderr
+    # 1:36:xx, not 96:xx, in every profile
+    assert re.fullmatch(
+        r"long  Long  +1 +1:3\d:\d\d +1:3\d:\d\d +1:3\d:\d\d", result.stdout.splitlines()[1]
+    )
+
+
 @pytest.mark.engine
 def test_voices_lists_id_languages_and_name(tmp_path: Path) -> None:
     result = run_cli("voices", "--language", "de", cache=tmp_path / "c")

@@ -15,7 +15,7 @@ from coachtrack.phrases import ENGLISH
 from coachtrack.profiles import BEDSIDE, GYM, PHONE, PROFILES, Profile
 from coachtrack.script import HoldItem, make_script, make_session_script
 from coachtrack.sounds import sound_set
-from coachtrack.timeline import Timeline, build_timeline, cue_sheet
+from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_length
 
 from .strategies import routines
 
@@ -322,3 +322,14 @@ def test_cue_sheet_matches_the_contract(name: str) -> None:
     counts = [e for e in sheet["events"] if e["kind"] == "countdown"]
     assert len(counts) == (0 if name == "bedside" else 6)  # 3 a side
     assert sheet["chapters"][-1]["end_ms"] == sheet["duration_ms"]
+
+
+def test_format_length_counts_hours_from_an_hour_on() -> None:
+    assert format_length(0) == "00:00"
+    assert format_length(83_499) == "01:23"
+    assert format_length(83_500) == "01:24"  # to the nearest second, as the playlist's
+    assert format_length(3_599_499) == "59:59"
+    assert format_length(3_599_500) == "1:00:00"
+    assert format_length(3_600_000) == "1:00:00"
+    assert format_length(5_700_000) == "1:35:00"
+    assert format_length(14_400_000) == "4:00:00"

@@ -36,7 +36,7 @@ from coachtrack.errors import (
     cut,
     let_further_stops_pass,
 )
-from coachtrack.loader import MAX_TRACK_MS
+from coachtrack.loader import MAX_TRACK_MS, hours_text
 from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook
 from coachtrack.profiles import Profile
@@ -50,7 +50,7 @@ from coachtrack.speech import (
     resolve_voice,
     speaks,
 )
-from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_ms, with_music
+from coachtrack.timeline import Timeline, build_timeline, cue_sheet, with_music
 
 if TYPE_CHECKING:  # the render stack loads only when something is rendered
     import numpy as np
@@ -276,7 +276,7 @@ def _check_length(track: Track, timeline: Timeline) -> None:
     if timeline.to_ms(timeline.duration) <= MAX_TRACK_MS:
         return
     where = track.routines[0].path if len(track.routines) == 1 else str(track.path)
-    length = format_ms(timeline.to_ms(timeline.duration))[:-4]
+    length = hours_text(timeline.to_ms(timeline.duration))
     raise UserError([Problem(where, f"the track would last {length}, over the 4 hour limit")])
 
 

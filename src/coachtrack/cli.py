@@ -29,7 +29,7 @@ from coachtrack.errors import (
 from coachtrack.loader import load_routines
 from coachtrack.model import Routine
 from coachtrack.profiles import PROFILES, Profile, get_profile
-from coachtrack.timeline import cue_sheet, format_ms, plan_text
+from coachtrack.timeline import cue_sheet, format_length, plan_text
 
 try:  # newer typer ships its own copy of click; older ones use click itself
     from typer._click.exceptions import ClickException
@@ -340,7 +340,7 @@ def list_cmd(paths: PathsArg = None, voice: VoiceOpt = None) -> None:
         lengths = []
         for _ in names:
             timeline = next(planned).timeline
-            lengths.append(format_ms(timeline.to_ms(timeline.duration))[:-4])
+            lengths.append(format_length(timeline.to_ms(timeline.duration)))
         columns = "  ".join(f"{x:>9}" for x in lengths)
         typer.echo(
             f"{routine.id:<{id_width}}  {routine.title:<{title_width}}  "

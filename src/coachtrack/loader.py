@@ -1289,18 +1289,18 @@ def _check_length(routine: Routine, steps: _Entry | None, ctx: _Context) -> None
     if steps is None:
         return
     if (content_ms := rough_length_ms(routine)) > MAX_TRACK_MS:
-        message = f"the routine would last about {_hours(content_ms)}, over the 4 hour limit"
+        message = f"the routine would last about {hours_text(content_ms)}, over the 4 hour limit"
     elif (track_ms := longest_track_ms(routine)) > MAX_TRACK_MS:
         message = (
             "with the counting aloud, the announcements and the pauses between lines, "
-            f"the track could last {_hours(track_ms)}, over the 4 hour limit"
+            f"the track could last {hours_text(track_ms)}, over the 4 hour limit"
         )
     else:
         return
     ctx.add(steps.mark, steps.key, message)
 
 
-def _hours(length_ms: int) -> str:
+def hours_text(length_ms: int) -> str:
     """A length over the limit as `4h 12m`; as `4h 0m 12s` where minutes would hide that."""
     minutes = (length_ms + 30_000) // 60_000  # in whole numbers: a huge repeat stays exact
     if minutes * 60_000 <= MAX_TRACK_MS:

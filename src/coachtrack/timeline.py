@@ -327,6 +327,15 @@ def format_ms(ms: int) -> str:
     return f"{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
+def format_length(ms: int) -> str:
+    """A track's length to the nearest second (as the playlist's and the LRC's): `MM:SS`,
+    and `H:MM:SS` from an hour on."""
+    hours, seconds = divmod((max(ms, 0) + 500) // 1000, 3600)
+    if hours:
+        return f"{hours}:{seconds // 60:02d}:{seconds % 60:02d}"
+    return f"{seconds // 60:02d}:{seconds % 60:02d}"
+
+
 def plan_text(timeline: Timeline) -> str:
     """The timeline as aligned text: `MM:SS.mmm  kind  text`, a line per event, nothing else."""
     ms = timeline.to_ms
