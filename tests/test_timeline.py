@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import zlib
 
@@ -280,6 +281,34 @@ def test_bedside_starts_with_an_instruction_at_once() -> None:
     assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Start with the right side."
     # Other profiles name the step first.
     assert "Get ready." not in said(stretch(), PHONE)[:2]
+
+
+def test_a_bedside_session_starts_with_an_instruction_and_says_a_note_once() -> None:
+    careful = dataclasses.replace(stretch(), safety="Mind your knees.")
+    other = dataclasses.replace(stretch(), title="Other", safety="Go gently.")
+
+    def said(profile: Profile, *routines: Routine) -> list[str | None]:
+        script = make_session_script("s", "S", routines, profile, ENGLISH)
+        sounds = {k: len(v) for k, v in sound_set(profile.chimes, RATE).items()}
+        tl = build_timeline(script, fake_lengths(script.texts(), 0), sounds, RATE)
+        speech = [e for e in tl.events if e.kind == "speech"]
+        if profile is BEDSIDE:
+            assert speech[0].start <= ms(2000)
+        return [e.text for e in speech]
+
+    # Bedside: the first instruction at once, not "Routine 1: Test." (it came first, and
+    # the first instruction 7 s in); the routines after it are still announced.
+    bedside = said(BEDSIDE, careful, careful, other)
+    assert bedside[0] == "Get ready."
+    assert "Routine 1: Test." not in bedside and "Routine 2: Test." in bedside
+    assert "Routine 3: Other." in bedside
+    # A safety note is said once in a session, however many of its routines share it.
+    assert bedside.count("A word of care. Mind your knees.") == 1
+    assert bedside.count("A word of care. Go gently.") == 1
+    phone = said(PHONE, careful, careful, other)
+    assert phone[0] == "Routine 1: Test."
+    assert phone.count("Mind your knees.") == 1 and phone.count("Go gently.") == 1
+    assert phone.index("Mind your knees.") < phone.index("Routine 2: Test.")
 
 
 def test_bedside_ends_by_sending_the_listener_back_to_sleep() -> None:

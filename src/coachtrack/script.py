@@ -146,10 +146,13 @@ def chapter_title(step: Step, side: str | None) -> str:
 
 def make_script(routine: Routine, profile: Profile, book: Phrasebook) -> Script:
     """Decide what the track says and does, for one routine in one profile."""
-    items: list[Item] = [ChimeItem("start"), *_opening(routine, profile, book)]
+    items: list[Item] = [
+        ChimeItem("start"),
+        *_opening(routine, profile, book, safety=routine.safety),
+    ]
     for n, step in enumerate(routine.steps, start=1):
         items.extend(_step_items(n, step, profile, book, first=n == 1))
-    items.extend(_closing(routine, profile, book))
+    items.extend(_closing(routine, profile, book, safety=routine.safety))
     items.append(ChimeItem("end"))
     return Script(
         routine_id=routine.id,
@@ -171,15 +174,21 @@ def make_session_script(
     """Several routines as one continuous track, each announced, with one finish."""
     items: list[Item] = [ChimeItem("start")]
     shared = {t for t, n in Counter(r.title for r in routines).items() if n > 1}
+    said: set[str] = set()  # safety notes: one two routines share is said once
     for r, routine in enumerate(routines, start=1):
         if r > 1:
             items.append(Gap(profile.step_gap_ms * 2))
-        # The announcement belongs to the routine's first chapter.
-        announce = Line(book.session.format(n=r, title=routine.title))
-        body = [*_opening(routine, profile, book, welcome=False)]
+        # The announcement belongs to the routine's first chapter. Bedside goes straight
+        # to the first instruction (within 2 s), so it announces only the routines after.
+        first_at_once = r == 1 and profile.intro == "none"
+        announce = [] if first_at_once else [Line(book.session.format(n=r, title=routine.title))]
+        safety = routine.safety if routine.safety not in said else None
+        if safety:
+            said.add(safety)
+        body = [*_opening(routine, profile, book, welcome=False, safety=safety)]
         for n, step in enumerate(routine.steps, start=1):
             body.extend(_step_items(n, step, profile, book, first=n == 1))
-        body.extend(_closing(routine, profile, book, finish=False))
+        body.extend(_closing(routine, profile, book, finish=False, safety=safety))
         if len(routines) > 1:  # a player's chapter list says which routine a step is of
             # A routine played twice, or two with one title, are told apart by their
             # number in the session, as announced ("Routine 3: ...").
@@ -192,7 +201,7 @@ def make_session_script(
         # Each routine after the first starts with the start chime too: a boundary a room
         # hears (it was 1.3 s of silence in a gym session).
         chime = [ChimeItem("start")] if r > 1 else []
-        items.extend([body[mark], *chime, announce, *body[:mark], *body[mark + 1 :]])
+        items.extend([body[mark], *chime, *announce, *body[:mark], *body[mark + 1 :]])
     items.append(Line(_finish(book, profile, session=len(routines) > 1)))
     items.append(ChimeItem("end"))
     return Script(
@@ -206,8 +215,14 @@ def make_session_script(
 
 
 def _opening(
-    routine: Routine, profile: Profile, book: Phrasebook, *, welcome: bool = True
+    routine: Routine,
+    profile: Profile,
+    book: Phrasebook,
+    *,
+    safety: str | None,
+    welcome: bool = True,
 ) -> Iterator[Item]:
+    """The talk before the first step, with the safety note `safety` unless bedside's."""
     if profile.intro == "none":
         return
     if welcome:
@@ -216,16 +231,22 @@ def _opening(
         yield from (Line(text, written=text) for text in routine.intro)
     if routine.equipment:
         yield Line(book.equipment.format(items=book.join(routine.equipment)))
-    if routine.safety and not profile.safety_at_end:
-        yield Line(routine.safety, written=routine.safety)
+    if safety and not profile.safety_at_end:
+        yield Line(safety, written=safety)
 
 
 def _closing(
-    routine: Routine, profile: Profile, book: Phrasebook, *, finish: bool = True
+    routine: Routine,
+    profile: Profile,
+    book: Phrasebook,
+    *,
+    safety: str | None,
+    finish: bool = True,
 ) -> Iterator[Item]:
+    """The talk after the last step, with the safety note `safety` if bedside's."""
     yield from (Line(text, written=text) for text in routine.outro)
-    if routine.safety and profile.safety_at_end:
-        yield Line(book.safety_note.format(safety=routine.safety), written=routine.safety)
+    if safety and profile.safety_at_end:
+        yield Line(book.safety_note.format(safety=safety), written=safety)
     if finish:
         yield Line(_finish(book, profile))
 
