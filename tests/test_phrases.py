@@ -9,7 +9,7 @@ import pytest
 
 from coachtrack.errors import UserError
 from coachtrack.loader import load_routine
-from coachtrack.phrases import ENGLISH, GERMAN, PHRASEBOOKS, phrasebook
+from coachtrack.phrases import ENGLISH, GERMAN, PHRASEBOOKS, phrasebook, sentence
 from coachtrack.profiles import PROFILES
 from coachtrack.script import make_script
 
@@ -21,6 +21,8 @@ def english_phrases() -> set[str]:
     out: set[str] = set()
     for f in fields(ENGLISH):
         value = getattr(ENGLISH, f.name)
+        if isinstance(value, bool):
+            continue
         for text in value if isinstance(value, tuple) else (value,):
             if f.name != "language" and text.split("{")[0].strip(" .:"):
                 out.add(text.split("{")[0].strip())
@@ -43,7 +45,7 @@ def test_every_phrasebook_has_every_phrase_with_the_same_placeholders() -> None:
             ours, theirs = getattr(book, f.name), getattr(ENGLISH, f.name)
             if isinstance(ours, tuple):
                 assert len(ours) >= min(5, len(theirs)), (book.language, f.name)
-            elif f.name != "language":
+            elif f.name != "language" and isinstance(ours, str):
                 assert sorted(_placeholders(ours)) == sorted(_placeholders(theirs)), f.name
     assert GERMAN.count(3) == "Drei" and GERMAN.join(("a", "b", "c")) == "a, b und c"
 
@@ -87,3 +89,31 @@ def test_a_session_ends_as_a_session() -> None:
         one = make_session_script("s", "S", (routine,), PROFILES["gym"], book)
         assert [i.text for i in two.items if isinstance(i, Line)][-1] == book.session_finish
         assert [i.text for i in one.items if isinstance(i, Line)][-1] == book.finish
+
+
+def test_a_filled_in_text_keeps_its_own_stop_and_gets_no_second() -> None:
+    # "{title}." always added a stop: "Ready to stretch?." and "Step 2: Hold it..".
+    assert sentence(ENGLISH.welcome, title="Ready to stretch?") == "Ready to stretch?"
+    assert sentence(ENGLISH.step, n=2, title="Hold it.") == "Step 2: Hold it."
+    assert sentence(ENGLISH.step, n=3, title="Reach up!") == "Step 3: Reach up!"
+    assert sentence(ENGLISH.step, n=4, title="Calf stretch...") == "Step 4: Calf stretch..."
+    assert sentence(ENGLISH.step, n=5, title="Lunge: ") == "Step 5: Lunge."
+    assert sentence(ENGLISH.step, n=6, title="Lunge") == "Step 6: Lunge."
+    assert (
+        sentence(GERMAN.session, n=1, title="Waden – ca. 5 Min.") == "Routine 1: Waden – ca. 5 Min."
+    )
+    assert sentence(ENGLISH.safety_note, safety="Go gently") == "A word of care. Go gently"
+
+
+def test_a_side_of_several_words_or_a_noun_is_said_as_written() -> None:
+    # "left side" gave "Start with the left side side."; "linkes Bein", "Wir beginnen
+    # linkes Bein."
+    assert ENGLISH.side("right", first=True) == "Start with the right side."
+    assert ENGLISH.side("left", first=False) == "Now the left side."
+    assert ENGLISH.side("Left", first=True) == "Start with the Left side."
+    assert ENGLISH.side("left side", first=True) == "Start with the left side."
+    assert ENGLISH.side("right leg", first=False) == "Now the right leg."
+    assert GERMAN.side("rechts", first=True) == "Wir beginnen rechts."
+    assert GERMAN.side("links", first=False) == "Jetzt links."
+    assert GERMAN.side("linkes Bein", first=True) == "Zuerst: linkes Bein."
+    assert GERMAN.side("Oberkörper", first=False) == "Jetzt: Oberkörper."

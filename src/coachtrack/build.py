@@ -38,7 +38,7 @@ from coachtrack.errors import (
 )
 from coachtrack.loader import MAX_TRACK_MS, hours_text
 from coachtrack.model import Place, Routine
-from coachtrack.phrases import phrasebook
+from coachtrack.phrases import phrasebook, sentence
 from coachtrack.profiles import Profile
 from coachtrack.script import Script, make_script, make_session_script
 from coachtrack.speech import (
@@ -337,7 +337,7 @@ def track_info(planned: Planned) -> export.TrackInfo:
     safety = " ".join(dict.fromkeys(r.safety for r in routines if r.safety))
     book = planned.script.book  # the labels in the routine's language
     comment = " ".join(
-        part for part in (book.source_tag.format(source=sources) if sources else "",
+        part for part in (sentence(book.source_tag, source=sources) if sources else "",
                           book.safety_tag.format(safety=safety) if safety else "") if part
     )  # fmt: skip
     return export.TrackInfo(

@@ -1279,7 +1279,8 @@ def longest_track_ms(routine: Routine) -> int:
             total += _line_ms(title - 1 + _words(step.title)) if side_index == 0 else 0
             if side is not None:
                 phrase = "first_side" if side_index == 0 else "next_side"
-                total += _line_ms(_phrase_words(phrase) - 1 + _words(side))
+                words = max(_phrase_words(phrase), _phrase_words(f"{phrase}_named"))
+                total += _line_ms(words - 1 + _words(side))
             total += sum(_action_bound_ms(action, side) for action in step.actions)
     return total
 

@@ -58,7 +58,7 @@ _LABELS: dict[str, dict[str, str]] = {
         "done": "Fertig",
         "left": "Sekunden",
         "next": "Danach",
-        "end": "Ende der Übung",
+        "end": "Ende der Routine",
         "play": "Abspielen",
         "pause_button": "Anhalten",
         "prev_chapter": "Voriges Kapitel",

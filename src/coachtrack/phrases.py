@@ -17,8 +17,11 @@ class Phrasebook:
     and_word: str
     step: str  # "{n}", "{title}"
     step_unnumbered: str  # "{title}" (bedside: straight to the point)
-    first_side: str  # "{side}"
+    first_side: str  # "{side}": a side named by one word in lower case, such as "right"
     next_side: str  # "{side}"
+    first_side_named: str  # "{side}": a side of several words ("left leg"), or a noun
+    next_side_named: str  # "{side}"
+    capital_nouns: bool  # a capitalised side is a noun ("Oberkörper"), not a direction
     repetitions: str  # "{n}"
     rounds: str  # "{n}": before a repeat that holds another repeat
     round: str  # "{n}": counts its rounds (a bare number would pass for the inner count)
@@ -41,6 +44,17 @@ class Phrasebook:
         """The word for `n` when counting repetitions aloud."""
         return self.numbers[n - 1] if 1 <= n <= len(self.numbers) else str(n)
 
+    def side(self, side: str, *, first: bool) -> str:
+        """The line that starts a side: "Start with the right side.", "Now the left leg."
+
+        A side named by one word is a direction ("right", "links"), said with the side
+        word around it; any other is said as it is written.
+        """
+        word = " " not in side.strip() and (side == side.lower() or not self.capital_nouns)
+        if first:
+            return sentence(self.first_side if word else self.first_side_named, side=side)
+        return sentence(self.next_side if word else self.next_side_named, side=side)
+
     def join(self, items: tuple[str, ...]) -> str:
         """`a, b and c` in this language."""
         if len(items) <= 1:
@@ -57,6 +71,9 @@ ENGLISH = Phrasebook(
     step_unnumbered="{title}.",
     first_side="Start with the {side} side.",
     next_side="Now the {side} side.",
+    first_side_named="Start with the {side}.",
+    next_side_named="Now the {side}.",
+    capital_nouns=False,
     repetitions="{n} repetitions.",
     rounds="{n} rounds.",
     round="Round {n}.",
@@ -118,6 +135,9 @@ GERMAN = Phrasebook(
     step_unnumbered="{title}.",
     first_side="Wir beginnen {side}.",
     next_side="Jetzt {side}.",
+    first_side_named="Zuerst: {side}.",
+    next_side_named="Jetzt: {side}.",
+    capital_nouns=True,
     repetitions="{n} Wiederholungen.",
     rounds="{n} Durchgänge.",
     round="Durchgang {n}.",
@@ -161,16 +181,31 @@ GERMAN = Phrasebook(
     seconds_left="Noch {n} Sekunden.",
     one_minute_left="Noch eine Minute.",
     safety_note="Noch ein Hinweis. {safety}",
-    finish="Das war die Übung. Gut gemacht.",
-    finish_rest="Das war die Übung. Ruh dich gut aus.",
-    session="Programm {n}: {title}.",
-    session_finish="Das waren alle Programme. Gut gemacht.",
-    session_finish_rest="Das waren alle Programme. Ruh dich gut aus.",
+    finish="Das war die Routine. Gut gemacht.",
+    finish_rest="Das war die Routine. Ruh dich gut aus.",
+    session="Routine {n}: {title}.",
+    session_finish="Das waren alle Routinen. Gut gemacht.",
+    session_finish_rest="Das waren alle Routinen. Ruh dich gut aus.",
     source_tag="Quelle: {source}.",
     safety_tag="Sicherheit: {safety}",
 )
 
 PHRASEBOOKS: dict[str, Phrasebook] = {p.language: p for p in (ENGLISH, GERMAN)}
+
+
+def sentence(template: str, **values: str | int) -> str:
+    """`template` filled in, without doubling the stop a text at its end brings along.
+
+    "Step {n}: {title}." with the title "Reach up!" gives "Step 1: Reach up!", not
+    "Reach up!."; with "Lunge:" it gives "Step 1: Lunge.".
+    """
+    for name, value in values.items():
+        if isinstance(value, str) and template.endswith(f"{{{name}}}."):
+            value = value.rstrip().rstrip(",:;").rstrip()
+            if value.endswith((".", "!", "?", "…")):
+                template = template[:-1]
+            values[name] = value
+    return template.format(**values)
 
 
 def phrasebook(language: str) -> Phrasebook:

@@ -7,7 +7,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from coachtrack.model import Action, Breathe, Hold, Pause, Repeat, Routine, Say, Step
-from coachtrack.phrases import Phrasebook
+from coachtrack.phrases import Phrasebook, sentence
 from coachtrack.profiles import Profile
 
 COUNTDOWN_MIN_HOLD_MS = 10_000  # shorter holds get no countdown
@@ -181,7 +181,7 @@ def make_session_script(
         # The announcement belongs to the routine's first chapter. Bedside goes straight
         # to the first instruction (within 2 s), so it announces only the routines after.
         first_at_once = r == 1 and profile.intro == "none"
-        announce = [] if first_at_once else [Line(book.session.format(n=r, title=routine.title))]
+        announce = [] if first_at_once else [Line(sentence(book.session, n=r, title=routine.title))]
         safety = routine.safety if routine.safety not in said else None
         if safety:
             said.add(safety)
@@ -226,11 +226,11 @@ def _opening(
     if profile.intro == "none":
         return
     if welcome:
-        yield Line(book.welcome.format(title=routine.title), written=routine.title)
+        yield Line(sentence(book.welcome, title=routine.title), written=routine.title)
     if profile.intro == "full":
         yield from (Line(text, written=text) for text in routine.intro)
     if routine.equipment:
-        yield Line(book.equipment.format(items=book.join(routine.equipment)))
+        yield Line(sentence(book.equipment, items=book.join(routine.equipment)))
     if safety and not profile.safety_at_end:
         yield Line(safety, written=safety)
 
@@ -271,12 +271,12 @@ def _step_items(
             continue
         if i == 0:
             announce = book.step if profile.number_steps else book.step_unnumbered
-            title = announce.format(n=n, title=_fill(step.title, side))
+            title = sentence(announce, n=n, title=_fill(step.title, side))
             yield Line(title, n, side, written=step.title)
             if side:
-                yield Line(book.first_side.format(side=side), n, side)
-        else:
-            yield Line(book.next_side.format(side=side), n, side)
+                yield Line(book.side(side, first=True), n, side)
+        elif side:  # always, past the first side
+            yield Line(book.side(side, first=False), n, side)
         yield from _actions(step.actions, n, side, profile, book)
 
 
@@ -294,7 +294,7 @@ def _straight_in(
     if isinstance(lead, Line):
         yield lead
     if side and not (isinstance(lead, Line) and "{side}" in (lead.written or "")):
-        yield Line(book.first_side.format(side=side), n, side)
+        yield Line(book.side(side, first=True), n, side)
     if lead is not None and not isinstance(lead, Line):
         yield lead
     yield from body
