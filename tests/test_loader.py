@@ -1400,10 +1400,10 @@ def test_duplicate_ids_across_files(tmp_path: Path) -> None:
         load_routines([tmp_path])
     assert [str(p) for p in caught.value.problems] == [
         f"{tmp_path / 'other.yaml'}:2:1: id: the routine id 'knee' is also used by"
-        f" {tmp_path / 'knee.yaml'}",
+        f" {tmp_path / 'knee.yaml'} and {tmp_path / 'x.yaml'}",
         f"{tmp_path / 'x.yaml'}:2:1: id: the routine id 'knee' is also used by"
-        f" {tmp_path / 'knee.yaml'}",
-    ]
+        f" {tmp_path / 'knee.yaml'} and {tmp_path / 'other.yaml'}",
+    ]  # each names every other file: renaming one clears what it names
 
 
 def test_duplicate_default_ids_are_whole_file_problems(tmp_path: Path) -> None:

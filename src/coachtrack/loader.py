@@ -282,22 +282,23 @@ def _id_from_stem(stem: str) -> str:
 
 
 def _duplicate_ids(loaded: Iterable[_Loaded]) -> list[Problem]:
-    """Problems for routines whose id an earlier file already uses."""
-    first: dict[str, Path] = {}
-    problems: list[Problem] = []
+    """Problems for routines whose id an earlier file already uses, each naming every
+    other file that uses it (a third file with the id was left for the next run)."""
+    by_id: dict[str, list[_Loaded]] = {}
     for result in loaded:
-        if result.routine is None:
-            continue
-        routine_id = result.routine.id
-        if routine_id not in first:
-            first[routine_id] = result.path
-            continue
-        message = f"the routine id '{routine_id}' is also used by {first[routine_id]}"
-        where = result.id_where
-        if where is None:
-            problems.append(Problem(str(result.path), message + "; give one of them an 'id'"))
-        else:
-            problems.append(Problem(where.path, message, where.line, where.col, "id"))
+        if result.routine is not None:
+            by_id.setdefault(result.routine.id, []).append(result)
+    problems: list[Problem] = []
+    for routine_id, same in by_id.items():
+        for result in same[1:]:
+            others = [str(r.path) for r in same if r is not result]
+            names = f"{', '.join(others[:-1])} and {others[-1]}" if len(others) > 1 else others[0]
+            message = f"the routine id '{routine_id}' is also used by {names}"
+            where = result.id_where
+            if where is None:
+                problems.append(Problem(str(result.path), f"{message}; give one of them an 'id'"))
+            else:
+                problems.append(Problem(where.path, message, where.line, where.col, "id"))
     return problems
 
 
