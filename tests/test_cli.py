@@ -630,6 +630,9 @@ def test_a_reminder_its_hold_has_no_room_for_is_noted(tmp_path: Path) -> None:
             'coachtrack: note: r.yaml: the reminder "Relax." does not fit in its hold in the '
             "gym profile (a hold's first 3 s and its countdown stay free), so it is not said"
         ]
+    # Bedside counts nothing down: its note does not say a countdown is in the way.
+    result = run_cli("plan", "r.yaml", "-p", "bedside", cache=tmp_path / "c", cwd=tmp_path)
+    assert "(a hold's first 3 s stay free), so it is not said" in result.stderr
 
 
 @pytest.mark.engine

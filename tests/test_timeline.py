@@ -277,8 +277,14 @@ def test_bedside_starts_with_an_instruction_at_once() -> None:
     assert said(Routine(id="t", title="T", steps=(step,)))[:3] == [
         "Lift the right heel.", "Up.", "Now the left side.",
     ]  # fmt: skip
+    # A step that starts with a hold is named (a chime and silence told nothing), then
+    # its side.
     step = Step("Stretch", (Hold(DurationRange(30_000, 30_000)),), ("right", "left"))
-    assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Start with the right side."
+    assert said(Routine(id="t", title="T", steps=(step,)))[:2] == [
+        "Stretch.", "Start with the right side.",
+    ]  # fmt: skip
+    step = Step("Shake the leg", (Hold(DurationRange(10_000, 10_000)),))
+    assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Shake the leg."
     # Other profiles name the step first.
     assert "Get ready." not in said(stretch(), PHONE)[:2]
 

@@ -553,10 +553,11 @@ QUIET_LU = 1.0  # how far under its loudness target a track may land unmentioned
 def unsaid_notes(planned: Planned) -> list[str]:
     """A note for each reminder the track leaves out, its hold having no room for it."""
     where = planned.track.routines[0].path if len(planned.track.routines) == 1 else None
+    profile = planned.track.profile
+    free = "first 3 s stay" if profile.countdown == "none" else "first 3 s and its countdown stay"
     return [
         f'coachtrack: note: {where or planned.track.path}: the reminder "{text}" does not fit '
-        f"in its hold in the {planned.track.profile.name} profile (a hold's first 3 s and its "
-        "countdown stay free), so it is not said"
+        f"in its hold in the {profile.name} profile (a hold's {free} free), so it is not said"
         for text in dict.fromkeys(planned.timeline.unsaid)
     ]
 

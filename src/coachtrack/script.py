@@ -286,13 +286,17 @@ def _straight_in(
     """Bedside's first step: its first instruction at once (DESIGN: within 2 s).
 
     Someone woken by a cramp needs to be told what to do, not what the step is called:
-    its title is left to the chapter, and the side to start with comes after that first
+    its title is left to the chapter (unless the step starts with a hold, where the title
+    is all there is to say), and the side to start with comes after that first
     instruction, unless the instruction names it.
     """
     body = _actions(step.actions, n, side, profile, book)
     lead = next(body, None)
     if isinstance(lead, Line):
         yield lead
+    else:  # a step that starts with a hold: its title is the only instruction there is
+        title = sentence(book.step_unnumbered, title=_fill(step.title, side))
+        yield Line(title, n, side, written=step.title)
     if side and not (isinstance(lead, Line) and "{side}" in (lead.written or "")):
         yield Line(book.side(side, first=True), n, side)
     if lead is not None and not isinstance(lead, Line):
