@@ -1517,6 +1517,15 @@ def test_ranges(written: str, expected: DurationRange) -> None:
         ("10s...20s", r'"10s\.\.\.20s" is not a range; write it as A\.\.B'),  # not 10 s to 0.2 s
         ("1m..x", '"x" is not a duration'),
         ("0s..1m", '"0s" must be longer than zero'),
+        # A range written another way is shown as it is written here.
+        ("30s - 1m", r'"30s - 1m" is not a duration; a range is written 30s\.\.1m$'),
+        ("30-60s", r"a range is written 30s\.\.60s$"),  # the unit stands for both
+        ("1 to 2m", r"a range is written 1m\.\.2m$"),
+        ("30s – 1m", r"a range is written 30s\.\.1m$"),
+        ("1:30-2:00", r"a range is written 1:30\.\.2:00$"),
+        ("-5s", '"-5s" must be longer than zero'),
+        ("1m90s-2m", r'"1m90s-2m" is not a duration; write e\.g\.'),
+        ("abc-def", r'"abc-def" is not a duration; write e\.g\.'),
     ],
 )
 def test_bad_ranges(written: str, message: str) -> None:

@@ -37,6 +37,8 @@ def parse_duration_ms(value: str | int | float) -> int:
 
 def parse_range(value: str | int | float) -> DurationRange:
     """A duration or a range `A..B` (A <= B) as a DurationRange."""
+    if isinstance(value, str) and ".." not in value and (meant := _range_meant(value)):
+        raise ValueError(f"{_quoted(value)} is not a duration; a range is written {meant}")
     if not isinstance(value, str) or ".." not in value:
         ms = parse_duration_ms(value)
         return DurationRange(shortest_ms=ms, longest_ms=ms)
@@ -48,6 +50,25 @@ def parse_range(value: str | int | float) -> DurationRange:
     if shortest_ms > longest_ms:
         raise ValueError(f"{_quoted(value)} must go from shorter to longer")
     return DurationRange(shortest_ms=shortest_ms, longest_ms=longest_ms)
+
+
+_OTHER_DASH = re.compile(r"\s*(?:-|–|—|\bto\b|\bbis\b)\s*", re.IGNORECASE)
+
+
+def _range_meant(text: str) -> str | None:
+    """`A..B` for a range written another way (`30s - 1m`, `30-60s`, `1 to 2m`), else None."""
+    parts = _OTHER_DASH.split(text.strip())
+    if len(parts) != 2 or not all(parts):
+        return None
+    low, high = parts
+    if _BARE.fullmatch(low) and (unit := re.search(r"[a-z]+$", high, re.IGNORECASE)):
+        low += unit.group()  # "30-60s": the unit written once stands for both
+    try:
+        if _seconds_or_none(low) is None or _seconds_or_none(high) is None:
+            return None
+    except ValueError:  # "1m90s-2m": what it says of the whole is said as before
+        return None
+    return f"{low}..{high}"
 
 
 def _seconds(value: str | int | float) -> Decimal:
