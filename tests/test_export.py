@@ -198,6 +198,7 @@ def test_german_track_has_german_language_fields(tmp_path: Path) -> None:
     write(track, tone_bursts(), info=info_for(INFO.duration_ms, language="de"))
     tags = ID3(track)
     assert [f.lang for f in tags.getall("COMM") + tags.getall("USLT")] == ["deu", "deu"]
+    assert tags["TLAN"].text == ["deu"]  # the language the track speaks
 
 
 @needs_ffprobe

@@ -47,6 +47,7 @@ from mutagen.id3 import (
     TALB,
     TCON,
     TIT2,
+    TLAN,
     TPE1,
     USLT,
     CTOCFlags,
@@ -1618,6 +1619,8 @@ def _id3_tag(info: TrackInfo) -> bytes:
     tags.add(TPE1(encoding=Encoding.UTF8, text=[ARTIST]))
     tags.add(TALB(encoding=Encoding.UTF8, text=[info.album]))
     tags.add(TCON(encoding=Encoding.UTF8, text=[info.genre]))
+    if lang != "XXX":  # the language spoken, for players that sort or show by it
+        tags.add(TLAN(encoding=Encoding.UTF8, text=[lang]))
     tags.add(COMM(encoding=Encoding.UTF8, lang=lang, desc="", text=[info.comment]))
     tags.add(USLT(encoding=Encoding.UTF8, lang=lang, desc="", text=_lyrics(info)))
     ids = [f"ch{i}" for i in range(len(info.chapters))]
