@@ -152,3 +152,23 @@ def test_routine_loads_with_the_project_loader(path: Path) -> None:
     loader = pytest.importorskip("coachtrack.loader", reason="coachtrack.loader not written yet")
     routine = loader.load_routine(path)
     assert routine.title and routine.steps
+
+
+# Words espeak-ng says wrongly, found by listening (its phonemes, `espeak-ng -x`), and
+# what the routines say instead. A verb read as its noun ("use" /ju:s/, "object"
+# 'OB-ject), odd stress ("osteopressure" OSS-tee-OP-resher, German "hintere" with a
+# stressed last "e"), or a wrong sound ("Vierfüßlerstand" with "st", not "scht").
+MISREAD = {
+    "en": (r"\bosteopressure\b", r"\buse (it|a|your)\b", r"\b(knees?|you) object\b"),
+    "de": (r"\bhintere\b", r"Vierfüßler", r"Fußballen", r"Fußrücken", r"Faszien"),
+}
+
+
+@pytest.mark.parametrize("path", ROUTINE_FILES, ids=lambda p: p.name)
+def test_no_spoken_line_has_a_word_the_engine_misreads(path: Path) -> None:
+    data = load(path)
+    traps = MISREAD.get(str(data.get("language", "en")), ())
+    for key, lines in spoken_fields(data):
+        for line in lines:
+            found = [t for t in traps if re.search(t, line, re.IGNORECASE)]
+            assert not found, f"{path.name}: {key}: {line!r} has {found}"
