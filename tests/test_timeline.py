@@ -14,7 +14,7 @@ from coachtrack import SAMPLE_RATE
 from coachtrack.model import Action, DurationRange, Hold, Repeat, Routine, Say, Step
 from coachtrack.phrases import ENGLISH
 from coachtrack.profiles import BEDSIDE, GYM, PHONE, PROFILES, Profile
-from coachtrack.script import HoldItem, make_script, make_session_script
+from coachtrack.script import HoldItem, make_script, make_session_script, short_title
 from coachtrack.sounds import sound_set
 from coachtrack.timeline import Timeline, build_timeline, cue_sheet, format_length
 
@@ -287,6 +287,29 @@ def test_bedside_starts_with_an_instruction_at_once() -> None:
     assert said(Routine(id="t", title="T", steps=(step,)))[0] == "Shake the leg."
     # Other profiles name the step first.
     assert "Get ready." not in said(stretch(), PHONE)[:2]
+
+
+def test_a_session_names_its_routines_by_their_titles_head() -> None:
+    # A chapter was "Hamstring cramps: pressure points and stretches - Osteo-pressure
+    # beside the knee (right)", cut short by players; the title "A: x + B: y".
+    cramps = dataclasses.replace(stretch(), title="Cramps: points and stretches")
+    other = dataclasses.replace(stretch(), title="Cramps: at night")
+    script = make_session_script("s", "S", (cramps, stretch()), GYM, ENGLISH)
+    sounds = {k: len(v) for k, v in sound_set(GYM.chimes, RATE).items()}
+    tl = build_timeline(script, fake_lengths(script.texts(), 0), sounds, RATE)
+    assert [c.title for c in tl.chapters][::2] == [
+        "Cramps – Stretch (right)",
+        "Test – Stretch (right)",
+    ]
+    assert "Routine 1: Cramps: points and stretches." in script.texts()  # said in full
+    # Two that share the head are told apart by their number, as announced.
+    script = make_session_script("s", "S", (cramps, other), GYM, ENGLISH)
+    tl = build_timeline(script, fake_lengths(script.texts(), 0), sounds, RATE)
+    assert [c.title for c in tl.chapters][::2] == [
+        "Cramps (1) – Stretch (right)", "Cramps (2) – Stretch (right)",
+    ]  # fmt: skip
+    assert short_title("Ratio: 1:2") == "Ratio" and short_title(": odd") == ": odd"
+    assert short_title("No subtitle") == "No subtitle"
 
 
 def test_a_bedside_session_starts_with_an_instruction_and_says_a_note_once() -> None:

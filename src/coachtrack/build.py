@@ -40,7 +40,7 @@ from coachtrack.loader import MAX_TRACK_MS, hours_text
 from coachtrack.model import Place, Routine
 from coachtrack.phrases import phrasebook, sentence
 from coachtrack.profiles import Profile
-from coachtrack.script import Script, make_script, make_session_script
+from coachtrack.script import Script, make_script, make_session_script, short_title
 from coachtrack.speech import (
     SilentLine,
     SpeechCache,
@@ -322,7 +322,11 @@ def session_track(routines: Sequence[Routine], profile: Profile, path: Path) -> 
         problems += error.problems
     if problems or fmt is None:
         raise UserError(problems)
-    title = " + ".join(r.title for r in routines)
+    title = (
+        routines[0].title
+        if len(routines) == 1
+        else " + ".join(short_title(r.title) for r in routines)
+    )
     session_id = path.stem
     return Track(session_id, title, tuple(routines), profile, path, fmt)
 

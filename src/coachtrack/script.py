@@ -164,6 +164,13 @@ def make_script(routine: Routine, profile: Profile, book: Phrasebook) -> Script:
     )
 
 
+def short_title(title: str) -> str:
+    """A routine's title before its subtitle: "Hamstring cramps" of "Hamstring cramps:
+    pressure points and stretches", to name it in a session's chapters and title."""
+    head, colon, _ = title.partition(": ")
+    return head.strip() if colon and head.strip() else title
+
+
 def make_session_script(
     session_id: str,
     title: str,
@@ -173,7 +180,7 @@ def make_session_script(
 ) -> Script:
     """Several routines as one continuous track, each announced, with one finish."""
     items: list[Item] = [ChimeItem("start")]
-    shared = {t for t, n in Counter(r.title for r in routines).items() if n > 1}
+    shared = {t for t, n in Counter(short_title(r.title) for r in routines).items() if n > 1}
     said: set[str] = set()  # safety notes: one two routines share is said once
     for r, routine in enumerate(routines, start=1):
         if r > 1:
@@ -190,9 +197,10 @@ def make_session_script(
             body.extend(_step_items(n, step, profile, book, first=n == 1))
         body.extend(_closing(routine, profile, book, finish=False, safety=safety))
         if len(routines) > 1:  # a player's chapter list says which routine a step is of
-            # A routine played twice, or two with one title, are told apart by their
-            # number in the session, as announced ("Routine 3: ...").
-            name = f"{routine.title} ({r})" if routine.title in shared else routine.title
+            # Named by their title's head; a routine played twice, or two with one
+            # such name, are told apart by their number in the session, as announced.
+            name = short_title(routine.title)
+            name = f"{name} ({r})" if name in shared else name
             body = [
                 ChapterMark(f"{name} – {item.title}") if isinstance(item, ChapterMark) else item
                 for item in body
