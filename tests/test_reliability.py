@@ -175,6 +175,21 @@ def test_a_session_over_4_hours_is_refused_once_planned(tmp_path: Path) -> None:
         studio.plan(session)  # in hours, as the loader says it (not "420:07")
 
 
+def test_a_session_reports_each_stage_it_goes_through(tmp_path: Path) -> None:
+    # On a terminal `mix` sat at "speaking 0%" until it ended, and never showed rendering.
+    path = tmp_path / "r.yaml"
+    path.write_text("title: T\nsteps:\n  - title: S\n    do: [{say: Go.}]\n", "utf-8")
+    routine = load_routine(path)
+    engine = FakeEngine()
+    studio = build.Studio(engine, SpeechCache(engine, tmp_path / "cache"))
+    session = build.session_track([routine, routine], PROFILES["gym"], tmp_path / "s.wav")
+    seen: list[tuple[str, int, int]] = []
+    options = build.BuildOptions(out_dir=tmp_path, fmt=session.fmt)
+    written = build.mix_session(studio, session, options, lambda *stage: seen.append(stage))
+    assert written.is_file()
+    assert seen == [("speaking", 0, 1), ("rendering", 0, 1), ("rendering", 1, 1)]
+
+
 # --- running the CLI with faults ---------------------------------------------------------
 
 FAULTS = """

@@ -878,11 +878,15 @@ def mix_session(
     stamp = fingerprint(track, studio.voice_for(_language(track.routines)), studio.engine.name,
                         options.music)  # fmt: skip
     planned = studio.plan(track, keep_speech=True)
+    if progress:
+        progress("rendering", 0, 1)
     timings = Timings()
     with files.new_folders([track.path.parent]):
         music = _music(options, [planned])
         render(planned, studio.clips(planned, timings), stamp, music, timings, options.music)
     studio.timings.merge(timings.seconds)
+    if progress:
+        progress("rendering", 1, 1)
     # `--out FILE` may be anywhere: what is already there stays the user's.
     with files.folder_lock(track.path.parent):
         export.add_to_playlist(track.path)

@@ -320,7 +320,8 @@ def mix(
     _out_folder(out_file.parent)
     options = build.BuildOptions(out_dir=out_file.parent, fmt=track.fmt, voice=voice, music=music)
     with _progress_bar() as progress:
-        typer.echo(str(build.mix_session(studio, track, options, progress)))
+        written = build.mix_session(studio, track, options, progress)
+    typer.echo(str(written))  # once the bar is gone: it was printed onto the bar's line
 
 
 @app.command(name="list")
