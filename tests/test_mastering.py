@@ -155,22 +155,27 @@ def test_a_track_that_cannot_be_made_loud_enough_says_so(tmp_path: Path) -> None
 
     routine = load_routine(Path(__file__).parent / "data" / "short.yaml")
     track = build.routine_track(routine, GYM, build.BuildOptions(out_dir=tmp_path))
-    assert build.quiet_note(track, -14.3) is None
-    assert build.quiet_note(track, float("-inf")) is None
-    note = build.quiet_note(track, -15.2)
+    at = 10 ** (-3 / 20)  # the limiter's level
+    assert build.quiet_note(track, -14.3, ceiling=at) is None
+    assert build.quiet_note(track, float("-inf"), ceiling=at) is None
+    note = build.quiet_note(track, -15.2, ceiling=at)
     assert note is not None and str(track.path) in note
-    assert "-15.2 LUFS" in note and "-14" in note and "-1 dBTP" in note
-    # Under music it says where the bed plays, and whether it could play any louder.
-    note = build.quiet_note(track, -15.2, bed=(-0.5, False))
+    assert note.endswith(
+        "reaches -15.2 LUFS, under the gym profile's -14: the limiter holds its sounds' peaks "
+        "to -3.0 dBFS (the -1 dBTP ceiling, less a margin for the encoder)"
+    )
+    # Under music it says where the bed is set, and whether it could play any louder.
+    note = build.quiet_note(track, -15.2, ceiling=at, bed=(-0.5, False))
     assert note is not None and note.endswith(
-        "its voice's and the music's peaks leave no more room under the -1 dBTP ceiling, and "
-        "the bed plays 0.5 LU under the target where nobody speaks"
+        "its voice's and the music's peaks to -3.0 dBFS (the -1 dBTP ceiling, less a margin "
+        "for the encoder), and the bed is set 0.5 LU under the target where nobody speaks, "
+        "so music with softer peaks plays louder"
     )
     note = build.quiet_note(
-        track, -15.2, bed=(GYM.music_level_db + mastering.MAX_BED_RISE_DB, True)
+        track, -15.2, ceiling=at, bed=(GYM.music_level_db + mastering.MAX_BED_RISE_DB, True)
     )
     assert note is not None and note.endswith(
-        "the bed plays 1.5 LU over the target where nobody speaks (the most it may)"
+        "the bed is set 1.5 LU over the target where nobody speaks (the most it may)"
     )
 
 

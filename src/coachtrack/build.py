@@ -493,7 +493,7 @@ def render(
     meter = None if bed is None else loudness.LoudnessMeter(timeline.sample_rate, timeline.duration)
     notes: list[str | None] = list(unsaid_notes(planned))
     if meter is None:
-        notes.insert(0, quiet_note(track, result.measured_lufs - loss))
+        notes.insert(0, quiet_note(track, result.measured_lufs - loss, ceiling=result.ceiling))
     for note in notes:
         if note:
             print(note, file=sys.stderr)
@@ -518,7 +518,10 @@ def render(
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
     if meter is not None and (
         note := quiet_note(
-            track, meter.integrated() - loss, bed=(result.bed_db, result.bed_at_most)
+            track,
+            meter.integrated() - loss,
+            ceiling=result.ceiling,
+            bed=(result.bed_db, result.bed_at_most),
         )
     ):
         print(note, file=sys.stderr)
@@ -566,28 +569,35 @@ def unsaid_notes(planned: Planned) -> list[str]:
     ]
 
 
-def quiet_note(track: Track, lufs: float, *, bed: tuple[float, bool] | None = None) -> str | None:
+def quiet_note(
+    track: Track, lufs: float, *, ceiling: float, bed: tuple[float, bool] | None = None
+) -> str | None:
     """A note for a track that could not be made as loud as its profile asks, else None.
 
-    `bed`: where its music bed plays where nobody speaks, in LU over the target, and
+    `ceiling`: the linear sample level the limiter held its peaks to (`Mastering.ceiling`).
+    `bed`: where its music bed is set where nobody speaks, in LU over the target, and
     whether it rose all it may (`Mastering.bed_db`, `Mastering.bed_at_most`).
     """
     target = track.profile.loudness_lufs
     if lufs >= target - QUIET_LU or lufs == -math.inf:  # on target, or silent
         return None
     whose = "its sounds'" if bed is None else "its voice's and the music's"
+    # The level the limiter works to, not the ceiling: it was said that the peaks "leave no
+    # more room under the -1 dBTP ceiling" of a track that decoded 1.9 dB under it.
+    held = (
+        f"the limiter holds {whose} peaks to {20 * math.log10(ceiling):.1f} dBFS (the "
+        f"{track.profile.true_peak_dbtp:g} dBTP ceiling, less a margin for the encoder)"
+    )
     said = ""
     if bed is not None:
         bed_db, at_most = bed
         side = "over" if bed_db > 0 else "under"
         where = "at" if abs(bed_db) < 0.05 else f"{abs(bed_db):.1f} LU {side}"
-        said = f", and the bed plays {where} the target where nobody speaks"
-        if at_most:
-            said += " (the most it may)"
+        said = f", and the bed is set {where} the target where nobody speaks"
+        said += " (the most it may)" if at_most else ", so music with softer peaks plays louder"
     return (
         f"coachtrack: note: {track.path} reaches {lufs:.1f} LUFS, under the {track.profile.name} "
-        f"profile's {target:g}: {whose} peaks leave no more room under the "
-        f"{track.profile.true_peak_dbtp:g} dBTP ceiling{said}"
+        f"profile's {target:g}: {held}{said}"
     )
 
 
