@@ -181,7 +181,7 @@ def make_session_script(
     """Several routines as one continuous track, each announced, with one finish."""
     items: list[Item] = [ChimeItem("start")]
     shared = {t for t, n in Counter(short_title(r.title) for r in routines).items() if n > 1}
-    said: set[str] = set()  # safety notes: one two routines share is said once
+    said: set[str] = set()  # safety notes said: one that routines share is said once
     for r, routine in enumerate(routines, start=1):
         if r > 1:
             items.append(Gap(profile.step_gap_ms * 2))
