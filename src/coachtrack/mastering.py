@@ -367,10 +367,11 @@ class _Solver:
         low, high = 0.0, MAX_BED_RISE_DB
         if self.music_peak > 0.0:
             high = min(high, 20 * math.log10(self.ceiling / (self.music_peak * self.music_gain)))
-        if high <= 0.0 or loudness_with(low) >= target - TOLERANCE_LU:
-            return low, loudness_with(low)
-        if loudness_with(high) <= target:
-            return high, loudness_with(high)
+        at_low = loudness_with(low)
+        if high <= 0.0 or at_low >= target - TOLERANCE_LU:
+            return low, at_low
+        if (at_high := loudness_with(high)) <= target:
+            return high, at_high
         while high - low > 0.01:  # bisection: loudness grows with the bed
             middle = (low + high) / 2
             low, high = (middle, high) if loudness_with(middle) < target else (low, middle)
