@@ -340,6 +340,36 @@ def test_a_bedside_session_starts_with_an_instruction_and_says_a_note_once() -> 
     assert phone.index("Mind your knees.") < phone.index("Routine 2: Test.")
 
 
+def test_a_session_says_its_routines_closing_words_at_its_end() -> None:
+    # Each routine's outro was said where it ended: "A few tips to finish." and "If the
+    # cramp comes back, start again from the beginning." six minutes into a session.
+    tips = dataclasses.replace(stretch(), outro=("Tips to finish.",), safety="Mind your knees.")
+    other = dataclasses.replace(stretch(), title="Other", outro=("Start again if it comes back.",))
+
+    def said(profile: Profile, *routines: Routine) -> list[str | None]:
+        script = make_session_script("s", "S", routines, profile, ENGLISH)
+        sounds = {k: len(v) for k, v in sound_set(profile.chimes, RATE).items()}
+        tl = build_timeline(script, fake_lengths(script.texts(), 0), sounds, RATE)
+        return [e.text for e in tl.events if e.kind == "speech"]
+
+    phone = said(PHONE, tips, other, tips)
+    end = phone.index("Tips to finish.")
+    assert end > max(i for i, text in enumerate(phone) if text == "Routine 3: Test.")
+    assert phone[end:] == [
+        "Tips to finish.",  # a routine played twice closes once
+        "Start again if it comes back.",
+        "That is the end of the session. Well done.",
+    ]
+    # Bedside says its safety note at the end: of the session, with the closing words.
+    bedside = said(BEDSIDE, tips, other)
+    assert bedside[-4:] == [
+        "Tips to finish.",
+        "A word of care. Mind your knees.",
+        "Start again if it comes back.",
+        "That is the end of the session. Rest well.",
+    ]
+
+
 def test_bedside_ends_by_sending_the_listener_back_to_sleep() -> None:
     # "Well done." was the last thing a listener heard before going back to sleep.
     def last(profile: Profile) -> str | None:

@@ -178,10 +178,14 @@ def make_session_script(
     profile: Profile,
     book: Phrasebook,
 ) -> Script:
-    """Several routines as one continuous track, each announced, with one finish."""
+    """Several routines as one continuous track, each announced, their closing words
+    (outros, and bedside's safety notes) said together before the one finish."""
     items: list[Item] = [ChimeItem("start")]
     shared = {t for t, n in Counter(short_title(r.title) for r in routines).items() if n > 1}
     said: set[str] = set()  # safety notes said: one that routines share is said once
+    # The routines' outros (and bedside's notes) close the session, not each routine: "A
+    # few tips to finish." or "start again from the beginning" were said mid-session.
+    closing: list[Item] = []
     for r, routine in enumerate(routines, start=1):
         if r > 1:
             items.append(Gap(profile.step_gap_ms * 2))
@@ -195,7 +199,8 @@ def make_session_script(
         body = [*_opening(routine, profile, book, welcome=False, safety=safety)]
         for n, step in enumerate(routine.steps, start=1):
             body.extend(_step_items(n, step, profile, book, first=n == 1))
-        body.extend(_closing(routine, profile, book, finish=False, safety=safety))
+        ends = _closing(routine, profile, book, finish=False, safety=safety)
+        closing.extend([item for item in ends if item not in closing])  # played twice: once
         if len(routines) > 1:  # a player's chapter list says which routine a step is of
             # Named by their title's head; a routine played twice, or two with one
             # such name, are told apart by their number in the session, as announced.
@@ -210,6 +215,7 @@ def make_session_script(
         # hears (it was 1.3 s of silence in a gym session).
         chime = [ChimeItem("start")] if r > 1 else []
         items.extend([body[mark], *chime, *announce, *body[:mark], *body[mark + 1 :]])
+    items.extend(closing)
     items.append(Line(_finish(book, profile, session=len(routines) > 1)))
     items.append(ChimeItem("end"))
     return Script(
