@@ -832,6 +832,71 @@ def test_an_island_too_long_to_keep_streams_unchecked(
     assert checked.read_bytes() == free.read_bytes()
 
 
+@pytest.mark.parametrize("processes", [1, 2])
+def test_a_track_with_an_island_too_long_to_keep_is_checked_whole_and_written_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, processes: int
+) -> None:
+    # A music bed makes the whole track one island, too long to keep: such a track was
+    # left unchecked, and mastering kept LAME's whole margin under its ceiling (a gym
+    # track with music landed 1.2 LU under its target). Now it is decoded once written.
+    use_processes(monkeypatch, processes)
+    monkeypatch.setattr(export, "_CHECKED_ISLAND_BYTES", 4 * GRANULE * 2)
+    pcm = two_islands()
+    n = len(pcm)
+    gains: list[float] = []
+
+    def again(gain: float) -> Iterator[Samples]:
+        gains.append(gain)
+        return export.quieter(chunked(pcm, (SR,)), gain)
+
+    free, checked = tmp_path / "free.mp3", tmp_path / "checked.mp3"
+    write(free, pcm)
+    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
+                true_peak_dbtp=-3.0, again=again)  # fmt: skip
+    before, after = decode(free), decode(checked)
+    over = decoded_peak_db(before) - -3.0
+    assert over > 0 and gains and all(0 < g < 1 for g in gains)
+    assert -4.5 < decoded_peak_db(after) <= -3.0 - export.TRUE_PEAK_ROOM_DB
+    # The whole track is turned down, by about what it was over.
+    energy = np.sum(after.astype(float) ** 2) / np.sum(before.astype(float) ** 2)
+    assert -(over + 1.5) < 10 * np.log10(energy) < 0
+    assert read_track_info(checked).duration_ms == read_track_info(free).duration_ms
+    # Under its ceiling, it keeps its bytes and is mixed once.
+    gains.clear()
+    write_track(checked, chunked(pcm, (SR,)), n_samples=n, sample_rate=SR, info=info_for(n),
+                true_peak_dbtp=1.0, again=again)  # fmt: skip
+    assert checked.read_bytes() == free.read_bytes() and not gains
+
+
+def test_a_file_is_decoded_for_its_check_as_in_one_read(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A file's decoder skips both delays first: reads must still end where frames do.
+    # Read 3 s at a time from the start, mpg123 printed "part2_3_length (2432) too large
+    # for available bit count" onto the terminal, 80 times for a 30-minute track.
+    import soundfile
+
+    from coachtrack import loudness
+
+    rng = np.random.default_rng(5)
+    pcm = np.zeros(60 * SR, np.int16)
+    for k in range(6):
+        pcm[(10 * k + 1) * SR : (10 * k + 4) * SR] = speechlike(rng, 3 * SR, 9000)
+    path = tmp_path / "t.mp3"
+    write(path, pcm)
+    whole, _ = soundfile.read(path, dtype="float32")
+    capfd.readouterr()
+    trimmed = export._ENCODER_DELAY + export._DECODER_DELAY
+    blocks = list(export._decoded(path, trimmed=trimmed))
+    assert len(blocks) > 3 and np.allclose(np.concatenate(blocks), whole, rtol=0, atol=1e-6)
+    meter = loudness.TruePeakMeter(0.1)
+    meter.add(whole)
+    assert export._decoded_true_peak(path, 0.1, trimmed=trimmed) == pytest.approx(meter.result())
+    assert capfd.readouterr().err == ""
+    list(export._decoded(path))  # not skipping them: the decoder complains
+    assert "too large" in capfd.readouterr().err
+
+
 def test_an_island_is_decoded_for_its_check_as_in_one_read() -> None:
     # libsndfile decodes MP3 wrongly when asked for part of a frame, and its frame count
     # is an estimate: the check reads whole frames, in a loop, and must see every sample.

@@ -374,6 +374,32 @@ def test_a_session_plays_a_routine_given_twice_whatever_the_case_of_its_suffix(
     assert 'href="Twice.html"' in index and "1 track ·" in index
 
 
+def test_an_mp3_with_music_decodes_under_its_ceiling_even_when_the_encoder_overshoots(
+    tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A music bed makes the whole track one island, too long to keep for the check (here
+    # over 16 granules): it went unchecked, so mastering left LAME its whole margin, and
+    # a gym track with music landed 1.2 LU under -14. Now the file is decoded once
+    # written and, over the ceiling (mastered 1 dB over it here), written again quieter.
+    from coachtrack import cli, export, mastering
+
+    music = tmp_path / "bed.wav"
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=color=pink:duration=7",
+         "-ar", "44100", str(music)], check=True,
+    )  # fmt: skip
+    monkeypatch.setattr(mastering, "ENCODER_MARGIN_DB", -1.0)
+    monkeypatch.setattr(export, "_CHECKED_ISLAND_BYTES", 16 * 576 * 2)
+    monkeypatch.setenv("COACHTRACK_CACHE_DIR", str(cache))
+    try:
+        cli.main(["build", str(SHORT), "-p", "gym", "--music", str(music), "--out", str(tmp_path)])
+    except SystemExit as done:
+        assert done.code in (0, None)
+    lufs, peak = ebur128(tmp_path / "gym" / "short.mp3")
+    assert -1.0 - 1.5 <= peak <= -1.0 - export.TRUE_PEAK_ROOM_DB + 0.05
+    assert lufs > -14 - 2.0
+
+
 @pytest.mark.parametrize("checked", [True, False])
 def test_an_mp3_decodes_under_its_ceiling_even_when_the_encoder_overshoots(
     tmp_path: Path, cache: Path, monkeypatch: pytest.MonkeyPatch, checked: bool

@@ -482,17 +482,13 @@ def render(
         # held about once at a time (raw, then analysed, then finished), not three times.
         loss = export.LEVEL_LOSS_DB[track.fmt]
         checked = export.checks_true_peaks(
-            track.fmt, timeline.sample_rate, track.profile.bitrate_kbps, music=bed is not None
+            track.fmt, timeline.sample_rate, track.profile.bitrate_kbps
         )
         mastered, result = mastering.master(
             mix, encoder_loss_db=loss, peaks_checked=checked, release=True
         )
-    # Under a bed the mixer limits the sum of voice and music where it goes over the
-    # ceiling, which the solver does not foresee (a peaky song lost 0.6 LU to it): such
-    # a track is measured as it is mixed, and its note goes by what it measures.
-    meter = None if bed is None else loudness.LoudnessMeter(timeline.sample_rate, timeline.duration)
     notes: list[str | None] = list(unsaid_notes(planned))
-    if meter is None:
+    if bed is None:
         notes.insert(0, quiet_note(track, result.measured_lufs - loss, ceiling=result.ceiling))
     for note in notes:
         if note:
@@ -501,12 +497,25 @@ def render(
     html = page.session_page(cue_sheet(timeline), title=track.title, audio_file=track.path.name,
                              profile=track.profile.name)  # fmt: skip
     parts = mixer.islands(timeline, music=bed is not None)
-    pcm = mixer.pcm_chunks(mastered, parts, result.ceiling)
-    chunks = _timed(pcm if meter is None else _metered(pcm, meter), timings, "mix")
+    # Under a bed the mixer limits the sum of voice and music where it goes over the
+    # ceiling, which the solver does not foresee (a peaky song lost 0.6 LU to it): such
+    # a track is measured as it is mixed, and its note goes by what it measures.
+    meters: list[loudness.LoudnessMeter] = []  # of each time the track is mixed
+
+    def mixed(gain: float) -> Iterator[Pcm]:
+        """The finished track's samples, times `gain` (written again quieter: export)."""
+        pcm = mixer.pcm_chunks(mastered, parts, result.ceiling)
+        if gain != 1.0:
+            pcm = export.quieter(pcm, gain)
+        if bed is not None:
+            meters.append(loudness.LoudnessMeter(timeline.sample_rate, timeline.duration))
+            pcm = _metered(pcm, meters[-1])
+        return _timed(pcm, timings, "mix")
+
     start = time.perf_counter()
     export.write_track(
         track.path,
-        chunks,
+        mixed(1.0),
         n_samples=timeline.duration,
         sample_rate=timeline.sample_rate,
         info=info,
@@ -514,12 +523,13 @@ def render(
         bitrate_kbps=track.profile.bitrate_kbps,
         true_peak_dbtp=track.profile.true_peak_dbtp,
         then=lambda written: publish(track, written, html, info, stamp),
+        again=mixed,
     )
     timings.add("encode", time.perf_counter() - start - timings.seconds.get("mix", 0.0))
-    if meter is not None and (
+    if meters and (
         note := quiet_note(
             track,
-            meter.integrated() - loss,
+            meters[-1].integrated() - loss,
             ceiling=result.ceiling,
             bed=(result.bed_db, result.bed_at_most),
         )

@@ -20,6 +20,7 @@ import contextlib
 import functools
 import gc
 import io
+import itertools
 import math
 import os
 import select
@@ -150,11 +151,15 @@ def write_track(
     bitrate_kbps: int = 64,
     true_peak_dbtp: float | None = None,
     then: Callable[[files.Written], object] | None = None,
+    again: Callable[[float], Iterable[npt.NDArray[np.int16]]] | None = None,
 ) -> files.Written:
     """Encode mono int16 chunks (n_samples in all) into a tagged track at `path`, atomically.
 
     With `true_peak_dbtp`, an MP3 made of LAME islands decodes under that ceiling
-    (see "The true-peak check" below); other formats are written as they come.
+    (see "The true-peak check" below); other formats are written as they come. An
+    island too long to keep for that check (a music bed under the whole track) needs
+    `again`: `again(gain)` gives the same chunks once more, times `gain` (under 1).
+    Without it, such an island is written as it comes.
     Returns what was written (its digest, and which file it is), to tell it from
     what another writer of `path` may put there after. `then` (writing the files that
     go with the track) runs right after the track is in place, with Ctrl-C held off
@@ -168,16 +173,26 @@ def write_track(
             _write_wav(tmp, chunks, n_samples=n_samples, sample_rate=sample_rate)
             _add_wav_info(tmp, info)
         elif fmt == "mp3":
-            _write_mp3(
-                tmp,
-                chunks,
-                n_samples=n_samples,
-                sample_rate=sample_rate,
-                info=info,
-                bitrate_kbps=bitrate_kbps,
-                final=path,
-                true_peak_dbtp=true_peak_dbtp,
-            )
+            gain = 1.0
+            for attempt in itertools.count():
+                try:
+                    _write_mp3(
+                        tmp,
+                        chunks,
+                        n_samples=n_samples,
+                        sample_rate=sample_rate,
+                        info=info,
+                        bitrate_kbps=bitrate_kbps,
+                        final=path,
+                        true_peak_dbtp=true_peak_dbtp,
+                        check_whole=again is not None and attempt < _WHOLE_ATTEMPTS,
+                    )
+                    break
+                except _OverCeiling as over:
+                    assert again is not None
+                    under_db = _CHECK_AIM_DB - TRUE_PEAK_ROOM_DB + _CHECK_STEP_DB * attempt
+                    gain *= over.ceiling / over.peak * loudness.db_to_gain(-under_db)
+                    chunks = again(gain)
         elif fmt == "m4a":
             _write_m4a(
                 tmp,
@@ -355,16 +370,13 @@ def _wav_title(path: Path) -> str | None:
     return None
 
 
-def checks_true_peaks(
-    fmt: TrackFormat, sample_rate: int, bitrate_kbps: int, *, music: bool
-) -> bool:
+def checks_true_peaks(fmt: TrackFormat, sample_rate: int, bitrate_kbps: int) -> bool:
     """Whether a track written so has its decoded true peaks checked, and an island over
-    the ceiling encoded again (see "The true-peak check"): LAME islands, each short
-    enough to keep, which a music bed's whole-track island is not. The others rest on
-    mastering's ENCODER_MARGIN_DB alone."""
+    the ceiling encoded again (see "The true-peak check"): LAME islands, and a whole
+    track written `again` where one is too long to keep (a music bed's). The others
+    rest on mastering's ENCODER_MARGIN_DB alone."""
     return (
         fmt == "mp3"
-        and not music
         and tools.mp3_encoder() == "lame"
         and _Mp3Format(sample_rate, bitrate_kbps).islands_apply
     )
@@ -380,6 +392,7 @@ def _write_mp3(
     bitrate_kbps: int,
     final: Path,
     true_peak_dbtp: float | None,
+    check_whole: bool = False,
 ) -> None:
     encoder = tools.mp3_encoder()
     stream = _Mp3Format(sample_rate, bitrate_kbps)
@@ -392,6 +405,7 @@ def _write_mp3(
             info=info,
             final=final,
             true_peak_dbtp=true_peak_dbtp,
+            check_whole=check_whole,
         )
     else:
         _write_mp3_ffmpeg(
@@ -764,13 +778,17 @@ def _island_end(last_sound: int, n_frames: int) -> int:
 # turned down 0.4 dB decoded 0.5 dB louder), so each attempt turns it down a step more
 # than the one before. One island of speech turned down a fraction of a decibel is not
 # heard; the rest of the track is left as it was. An island longer than the sound kept
-# for this (a music bed under a whole session) streams unchecked.
+# for this (a music bed makes the whole track one) streams, and the track is checked
+# once written: decoded whole from the file, a few seconds at a time. Over the ceiling,
+# the whole track is rendered and written again, quieter (`write_track`'s `again`); the
+# attempts are measured as an island's are, and the last is kept as it comes.
 
 TRUE_PEAK_ROOM_DB = 0.3  # an island decodes this far under the ceiling at least ...
 _CHECK_AIM_DB = 0.5  # ... and one encoded again is aimed this far under it at first,
 _CHECK_STEP_DB = 1.0  # ... then this much further under at each attempt after that
 _CHECK_ATTEMPTS = 12  # the last is aimed over 60 dB under: no noise rides that high
 _CHECKED_ISLAND_BYTES = 1 << 23  # sound kept for encoding again: 3 min 10 s at 22.05 kHz
+_WHOLE_ATTEMPTS = 3  # a whole track is written at most this many times more
 
 
 # Samples decoded at a time (3 s), so that the check holds little: whole frames, since
@@ -779,21 +797,54 @@ _CHECKED_ISLAND_BYTES = 1 << 23  # sound kept for encoding again: 3 min 10 s at 
 _CHECK_BLOCK = 128 * _GRANULE
 
 
-def _decoded(frames: bytes) -> Iterator[npt.NDArray[np.float32]]:
-    """MPEG audio frames as a decoder plays them, a few seconds at a time."""
+def _decoded(source: bytes | Path, *, trimmed: int = 0) -> Iterator[npt.NDArray[np.float32]]:
+    """MPEG audio frames, or an MP3 file, as a decoder plays them, a few seconds at a time.
+
+    `trimmed`: the samples the decoder leaves out at the start (a file's LAME tag has
+    it skip both delays), so that each read still ends where a frame does.
+    """
     import soundfile  # the decoder: libsndfile, which has mpg123 in its wheel
 
-    with soundfile.SoundFile(io.BytesIO(frames)) as decoded:
-        while len(block := decoded.read(_CHECK_BLOCK, dtype="float32")):
+    file = io.BytesIO(source) if isinstance(source, bytes) else source
+    with soundfile.SoundFile(file) as decoded:
+        size = _CHECK_BLOCK - trimmed
+        while len(block := decoded.read(size, dtype="float32")):
             yield block
+            size = _CHECK_BLOCK
 
 
-def _decoded_true_peak(frames: bytes, floor: float) -> float:
-    """The true peak (linear) of MPEG audio frames as a decoder plays them."""
+def _decoded_true_peak(source: bytes | Path, floor: float, *, trimmed: int = 0) -> float:
+    """The true peak (linear) of MPEG audio frames, or an MP3 file, as a decoder plays them."""
     meter = loudness.TruePeakMeter(floor)
-    for block in _decoded(frames):
+    for block in _decoded(source, trimmed=trimmed):
         meter.add(block)
     return meter.result()
+
+
+class _OverCeiling(Exception):
+    """An MP3 track, decoded whole, goes over its ceiling: its true peak and the ceiling."""
+
+    def __init__(self, peak: float, ceiling: float) -> None:
+        super().__init__(f"decodes at {peak:.4f}, over {ceiling:.4f}")
+        self.peak = peak
+        self.ceiling = ceiling
+
+
+def _check_whole(path: Path, true_peak_dbtp: float) -> None:
+    """Raise _OverCeiling if the MP3 file at `path` decodes over `true_peak_dbtp`, less the room."""
+    ceiling = loudness.db_to_gain(true_peak_dbtp - TRUE_PEAK_ROOM_DB)
+    floor = ceiling * loudness.db_to_gain(-loudness.INTERPOLATE_WITHIN_DB)
+    peak = _decoded_true_peak(path, floor, trimmed=_ENCODER_DELAY + _DECODER_DELAY)
+    if peak > ceiling:
+        raise _OverCeiling(peak, ceiling)
+
+
+def quieter(
+    chunks: Iterable[npt.NDArray[np.int16]], gain: float
+) -> Iterator[npt.NDArray[np.int16]]:
+    """16-bit chunks times `gain` (under 1), rounded, as `write_track`'s `again` gives them."""
+    for chunk in chunks:
+        yield np.rint(chunk.astype(np.float32) * np.float32(gain)).astype(np.int16)
 
 
 def _scaled(pcm: bytes, gain: float) -> bytes:
@@ -1251,6 +1302,9 @@ class _IslandWriter:
         self._island: int | None = None  # the island open for sound
         self._last_sound = 0  # the last granule with sound in it, of the open island
         self._next_island = 0
+        self._island_bytes = 0  # of sound fed to the open island (as `_Island` counts them)
+        # Whether an island had more sound than is kept to check it: it streamed unchecked.
+        self.unchecked = False
 
     def __enter__(self) -> _IslandWriter:
         return self
@@ -1306,6 +1360,8 @@ class _IslandWriter:
             self._open_island(max(0, self._on_cycle(granule - _LEAD_FRAMES - _PREROLL_GRANULES)))
         assert self._island is not None
         self._last_sound = granule + pcm.size // _GRANULE - 1
+        self._island_bytes += pcm.nbytes
+        self.unchecked |= self._island_bytes > _CHECKED_ISLAND_BYTES
         self._encoders.feed(self._island, granule, _pcm(pcm))
 
     def _starts_island(self, granule: int) -> bool:
@@ -1326,7 +1382,7 @@ class _IslandWriter:
         self._islands[island] = _Placed(start)
         if len(self._islands) == 1:
             self._write_silence(start)
-        self._island, self._last_sound = island, start
+        self._island, self._last_sound, self._island_bytes = island, start, 0
         self._encoders.open(island, start)
 
     def _close_island(self) -> None:
@@ -1381,7 +1437,10 @@ def _write_mp3_islands(
     info: TrackInfo,
     final: Path,
     true_peak_dbtp: float | None,
+    check_whole: bool = False,
 ) -> None:
+    """Write the track's MP3 from LAME islands; with `check_whole`, raise _OverCeiling if
+    an island streamed unchecked and the file decodes over `true_peak_dbtp`."""
     silence = _Silence.of(stream)
     n_frames = stream.frames_for(n_samples)
     info_size = silence.offsets[1]  # the Info frame is an unpadded frame
@@ -1402,6 +1461,7 @@ def _write_mp3_islands(
                         writer.add(pcm)
                 _check_count(sent, n_samples)
                 writer.finish()
+            unchecked = writer.unchecked
             end = out.tell()
             if end - info_at != info_size + silence.position(n_frames):
                 raise RuntimeError("the frames written do not follow LAME's padding cycle")
@@ -1414,6 +1474,8 @@ def _write_mp3_islands(
             )
     except OSError as error:
         raise BuildError(f"{final}: cannot write the track: {error}") from error
+    if check_whole and unchecked and true_peak_dbtp is not None:
+        _check_whole(tmp, true_peak_dbtp)
 
 
 def _info_frame(
