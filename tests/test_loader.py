@@ -603,6 +603,10 @@ BAD = {
         step("sides: [right, right]"),
         ["r.yaml:4:20: steps[0].sides[1]: 'right' is listed twice"],
     ),
+    "sides-duplicate-case": (
+        step("sides: [Left, 'left ']"),
+        ["r.yaml:4:19: steps[0].sides[1]: 'left' is listed twice (as 'Left')"],
+    ),
     "sides-blank": (
         step("sides: [right, '']"),
         ["r.yaml:4:20: steps[0].sides[1]: the text is empty"],

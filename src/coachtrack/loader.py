@@ -1142,10 +1142,16 @@ def _sides(entry: _Entry | None, ctx: _Context) -> tuple[str, ...] | None:
     sides = _text_list(spot, ctx, _Scope(in_step=True, spoken=True, side_name=True))
     if sides is None:
         return None
+    # Told apart as they are said: [Left, left] was two sides, both spoken "left".
+    said = [" ".join(side.casefold().split()) for side in sides]
     for index, side in enumerate(sides):
-        if side in sides[:index]:
+        if said[index] in said[:index]:
+            first = sides[said.index(said[index])]
+            also = "" if first == side else f" (as '{_cut(first)}')"
             ctx.add(
-                _items(spot)[index].mark, f"{spot.key}[{index}]", f"'{_cut(side)}' is listed twice"
+                _items(spot)[index].mark,
+                f"{spot.key}[{index}]",
+                f"'{_cut(side)}' is listed twice{also}",
             )
             return None
     return sides
