@@ -128,7 +128,9 @@ BAD: dict[str, tuple[str | bytes, str]] = {
     "alias-recursive": ("title: T\nsteps: &s [*s]\n", r"an alias refers to the node"),
     "deep-nesting": ("[" * 20_000 + "]" * 20_000, r"^:1:51: the file is nested more than 50"),
     "invalid-utf8": (b"title: T\nsafety: caf\xe9\n", r"^: the file is not UTF-8 text: byte 0xE9"),
-    "utf16": ("title: T\n".encode("utf-16"), r"^: the file is not UTF-8 text"),
+    "utf16": ("title: T\n".encode("utf-16"), r"^: the file is UTF-16 text, not UTF-8; save"),
+    "utf16-no-bom": ("title: T\n".encode("utf-16-le"), r"^: the file is UTF-16 text, not UTF-8"),
+    "utf32": ("title: T\n".encode("utf-32"), r"^: the file is UTF-32 text, not UTF-8"),
     "nul-character": ("title: a\x00b\n" + ONE_STEP, r"^:1:9: title: the character U\+0000"),
     "over-size-limit": (
         b"\xff[" * 600_000,  # neither UTF-8 nor YAML: only the size may be reported

@@ -928,7 +928,9 @@ def test_invalid_utf8_says_where(tmp_path: Path) -> None:
 
 def test_utf16_is_not_utf8(tmp_path: Path) -> None:
     path = write(tmp_path, "title: T\n".encode("utf-16"))
-    assert problems_of(path)[0].startswith("r.yaml: the file is not UTF-8 text: byte 0xFF")
+    assert problems_of(path) == [
+        "r.yaml: the file is UTF-16 text, not UTF-8; save the file as UTF-8"
+    ]
 
 
 def test_file_over_1mb_is_refused_before_parsing(tmp_path: Path) -> None:

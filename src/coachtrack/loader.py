@@ -258,6 +258,8 @@ def _too_large(name: str, size: int) -> Problem:
 
 def _decode(name: str, data: bytes) -> tuple[str | None, Problem | None]:
     """UTF-8 text without its byte order mark, or the problem saying where it is not UTF-8."""
+    if wide := _utf16_or_32(data):  # "byte 0xFF at line 1" said nothing of what to do
+        return None, Problem(name, f"the file is {wide} text, not UTF-8; save the file as UTF-8")
     bom = b"\xef\xbb\xbf"
     body = data[len(bom) :] if data.startswith(bom) else data
     try:
@@ -273,6 +275,22 @@ def _decode(name: str, data: bytes) -> tuple[str | None, Problem | None]:
     if not text.strip():
         return None, Problem(name, "the file is empty")
     return text, None
+
+
+def _utf16_or_32(data: bytes) -> str | None:
+    """The name of a wide encoding the text is in (by its byte order mark, or by the zero
+    bytes that plain-ASCII text so encoded has between its letters), else None."""
+    for bom, wide in ((b"\xff\xfe\0\0", "UTF-32"), (b"\0\0\xfe\xff", "UTF-32"),
+                      (b"\xff\xfe", "UTF-16"), (b"\xfe\xff", "UTF-16")):  # fmt: skip
+        if data.startswith(bom):
+            return wide
+    head = data[:64]
+    if len(head) >= 8 and head.count(0) * 4 >= len(head) * 3:
+        return "UTF-32"
+    if len(head) >= 4 and (head[0::2].count(0) == len(head[0::2]) or
+                           head[1::2].count(0) == len(head[1::2])):  # fmt: skip
+        return "UTF-16"
+    return None
 
 
 def _id_from_stem(stem: str) -> str:
