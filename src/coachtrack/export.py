@@ -173,26 +173,17 @@ def write_track(
             _write_wav(tmp, chunks, n_samples=n_samples, sample_rate=sample_rate)
             _add_wav_info(tmp, info)
         elif fmt == "mp3":
-            gain = 1.0
-            for attempt in itertools.count():
-                try:
-                    _write_mp3(
-                        tmp,
-                        chunks,
-                        n_samples=n_samples,
-                        sample_rate=sample_rate,
-                        info=info,
-                        bitrate_kbps=bitrate_kbps,
-                        final=path,
-                        true_peak_dbtp=true_peak_dbtp,
-                        check_whole=again is not None and attempt < _WHOLE_ATTEMPTS,
-                    )
-                    break
-                except _OverCeiling as over:
-                    assert again is not None
-                    under_db = _CHECK_AIM_DB - TRUE_PEAK_ROOM_DB + _CHECK_STEP_DB * attempt
-                    gain *= over.ceiling / over.peak * loudness.db_to_gain(-under_db)
-                    chunks = again(gain)
+            _write_mp3(
+                tmp,
+                chunks,
+                n_samples=n_samples,
+                sample_rate=sample_rate,
+                info=info,
+                bitrate_kbps=bitrate_kbps,
+                final=path,
+                true_peak_dbtp=true_peak_dbtp,
+                again=again,
+            )
         elif fmt == "m4a":
             _write_m4a(
                 tmp,
@@ -392,21 +383,30 @@ def _write_mp3(
     bitrate_kbps: int,
     final: Path,
     true_peak_dbtp: float | None,
-    check_whole: bool = False,
+    again: Callable[[float], Iterable[npt.NDArray[np.int16]]] | None,
 ) -> None:
     encoder = tools.mp3_encoder()
     stream = _Mp3Format(sample_rate, bitrate_kbps)
     if encoder == "lame" and stream.islands_apply:
-        _write_mp3_islands(
-            tmp,
-            chunks,
-            n_samples=n_samples,
-            stream=stream,
-            info=info,
-            final=final,
-            true_peak_dbtp=true_peak_dbtp,
-            check_whole=check_whole,
-        )
+        gain = 1.0
+        for attempt in itertools.count():  # see "The true-peak check"
+            try:
+                _write_mp3_islands(
+                    tmp,
+                    chunks,
+                    n_samples=n_samples,
+                    stream=stream,
+                    info=info,
+                    final=final,
+                    true_peak_dbtp=true_peak_dbtp,
+                    check_whole=again is not None and attempt < _WHOLE_ATTEMPTS,
+                )
+                return
+            except _OverCeiling as over:
+                assert again is not None
+                under_db = _CHECK_AIM_DB - TRUE_PEAK_ROOM_DB + _CHECK_STEP_DB * attempt
+                gain *= over.ceiling / over.peak * loudness.db_to_gain(-under_db)
+                chunks = again(gain)
     else:
         _write_mp3_ffmpeg(
             tmp,
