@@ -873,7 +873,7 @@ def test_a_file_is_decoded_for_its_check_as_in_one_read(
 ) -> None:
     # A file's decoder skips both delays first: reads must still end where frames do.
     # Read 3 s at a time from the start, mpg123 printed "part2_3_length (2432) too large
-    # for available bit count" onto the terminal, 80 times for a 30-minute track.
+    # for available bit count" onto the terminal, 41 times for a 30-minute track.
     import soundfile
 
     from coachtrack import loudness
