@@ -844,14 +844,18 @@ def quieter(
 ) -> Iterator[npt.NDArray[np.int16]]:
     """16-bit chunks times `gain` (under 1), rounded, as `write_track`'s `again` gives them."""
     for chunk in chunks:
-        yield np.rint(chunk.astype(np.float32) * np.float32(gain)).astype(np.int16)
+        yield _times(chunk, gain)
 
 
 def _scaled(pcm: bytes, gain: float) -> bytes:
     """16-bit LE samples times `gain` (under 1), rounded."""
-    samples = np.frombuffer(pcm, dtype="<i2").astype(np.float32)
-    quieter: npt.NDArray[np.int16] = np.rint(samples * np.float32(gain)).astype("<i2")
-    return quieter.tobytes()
+    return _times(np.frombuffer(pcm, dtype="<i2"), gain).astype("<i2").tobytes()
+
+
+def _times(samples: npt.NDArray[np.int16], gain: float) -> npt.NDArray[np.int16]:
+    """16-bit samples times `gain` (under 1), rounded: exact zeros stay zero."""
+    quieter: npt.NDArray[np.int16] = np.rint(samples * np.float32(gain)).astype(np.int16)
+    return quieter
 
 
 class _IslandEncoders:

@@ -34,9 +34,10 @@ def check_music_file(path: Path) -> None:
         raise _refuse(path, "no such music file")
     if not path.is_file():
         raise _refuse(path, "is not a regular file; name a music file")
-    if path.stat().st_size == 0:
+    size = path.stat().st_size
+    if size == 0:
         raise _refuse(path, "the music file is empty")
-    if path.stat().st_size > MAX_MUSIC_BYTES:
+    if size > MAX_MUSIC_BYTES:
         raise _refuse(path, f"music file over {MAX_MUSIC_BYTES // 2**20} MB")
 
 
